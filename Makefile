@@ -1,0 +1,37 @@
+# hearth — `make run` starts a single-node cluster, `make test` runs the whole suite.
+# Both install missing build prerequisites first (.ci/prereqs).
+
+CARGO ?= cargo
+DATA_DIR ?= ./hearth-data
+
+.PHONY: run test check prereqs build release bench-log clean-data
+
+prereqs:
+	@.ci/prereqs
+
+## Build (release) and start a single-node hearth on ./hearth-data.
+run: prereqs
+	$(CARGO) run --release --locked -- serve --data-dir $(DATA_DIR)
+
+## The whole test suite, dev profile, no benchmarks.
+test: prereqs
+	$(CARGO) test --workspace --locked
+
+## What CI gates on besides tests: formatting and clippy with warnings denied.
+check: prereqs
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
+
+build: prereqs
+	$(CARGO) build --workspace --locked
+
+release: prereqs
+	$(CARGO) build --release --locked
+
+## The event-log benchmark on the disk under ./bench-data (release build).
+bench-log: release
+	mkdir -p ./bench-data
+	$(CARGO) run --release --locked -- bench log --dir ./bench-data
+
+clean-data:
+	rm -rf $(DATA_DIR)

@@ -1,0 +1,28 @@
+//! Lower-case hex encoding of hashes and ids for human and JSON output.
+
+use std::fmt::Write;
+
+/// `bytes` as lower-case hex, two digits per byte.
+pub fn encode(bytes: &[u8]) -> String {
+    let mut s = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        // Writing to a String cannot fail.
+        let _ = write!(s, "{b:02x}");
+    }
+    s
+}
+
+/// The first `n` bytes of `bytes` as hex: a short, readable form of an id or hash.
+pub fn short(bytes: &[u8], n: usize) -> String {
+    encode(&bytes[..bytes.len().min(n)])
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn encodes() {
+        assert_eq!(super::encode(&[0, 0xab, 0x10]), "00ab10");
+        assert_eq!(super::short(&[1, 2, 3, 4, 5], 2), "0102");
+        assert_eq!(super::short(&[1], 4), "01");
+    }
+}

@@ -1,0 +1,16 @@
+//! `hearth-services`: the hearth node and the code behind the `hearth` command-line tool.
+//!
+//! The binary (`src/main.rs`) only parses arguments; every command lives here so tests and later
+//! code (the server, the audit) can reuse it:
+//! * [`cli`] — operator commands on a data directory (`hearth log verify`, `hearth log dump`);
+//! * [`mod@bench`] — in-process benchmarks (`hearth bench log`), each measured against the disk's own
+//!   fdatasync baseline;
+//! * [`paths`] — where things live inside a node's data directory;
+//! * [`telemetry`] — tracing set-up (text or JSON on stderr).
+#![deny(clippy::unwrap_used)]
+
+pub mod bench;
+pub mod cli;
+pub mod hex;
+pub mod paths;
+pub mod telemetry;

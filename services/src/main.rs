@@ -1,0 +1,85 @@
+//! `hearth`: the command-line tool. Only argument parsing and dispatch live here; every command
+//! is implemented in the `hearth_services` library.
+//!
+//! A failed command prints ONE line `error: …` on stderr and exits non-zero (2 when the log is
+//! damaged, 64 for a bad command line, 1 otherwise); see [`hearth_services::cli`].
+
+use clap::{Parser, Subcommand};
+use hearth_services::bench::BenchLogArgs;
+use hearth_services::cli::{self, log_dump::DumpArgs, log_verify::VerifyArgs, serve::ServeArgs};
+use hearth_services::telemetry::{self, LogFormat};
+use std::io::Write;
+
+/// hearth: an event-sourced storage service for family clusters.
+#[derive(Debug, Parser)]
+#[command(name = "hearth", version)]
+struct Cli {
+    /// Format of diagnostic log lines on stderr (filter them with RUST_LOG).
+    #[arg(
+        long,
+        global = true,
+        env = "HEARTH_LOG_FORMAT",
+        value_enum,
+        default_value = "text"
+    )]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run a node on a data directory (today: its durable event log) until SIGTERM/Ctrl-C.
+    Serve(ServeArgs),
+    /// Inspect a node's write-ahead log.
+    #[command(subcommand)]
+    Log(LogCommand),
+    /// Measure performance (against the disk's own fdatasync baseline).
+    #[command(subcommand)]
+    Bench(BenchCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum LogCommand {
+    /// Check every record's CRC and the whole hash chain (read-only).
+    Verify(VerifyArgs),
+    /// Print entries as decoded events, one per line.
+    Dump(DumpArgs),
+}
+
+#[derive(Debug, Subcommand)]
+enum BenchCommand {
+    /// Closed-loop append throughput and latency of the log, then replay speed.
+    Log(BenchLogArgs),
+}
+
+fn main() {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) if !e.use_stderr() => e.exit(), // --help, --version: print and exit 0
+        Err(e) => {
+            let _ = e.print();
+            std::process::exit(cli::EXIT_USAGE);
+        }
+    };
+    telemetry::init(cli.log_format);
+
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    let result = match &cli.command {
+        Command::Serve(args) => cli::serve::run(args, &mut out),
+        Command::Log(LogCommand::Verify(args)) => cli::log_verify::run(args, &mut out),
+        Command::Log(LogCommand::Dump(args)) => cli::log_dump::run(args, &mut out),
+        Command::Bench(BenchCommand::Log(args)) => hearth_services::bench::run_log(args, &mut out),
+    };
+    let result = result.and_then(|()| out.flush().map_err(Into::into));
+    drop(out);
+    match result {
+        Ok(()) => {}
+        Err(e) if cli::is_broken_pipe(&e) => {} // e.g. `hearth log dump | head`
+        Err(e) => {
+            eprintln!("error: {}", cli::one_line(&e));
+            std::process::exit(cli::exit_code(&e));
+        }
+    }
+}

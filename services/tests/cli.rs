@@ -1,0 +1,313 @@
+//! End-to-end tests of the `hearth` binary: `log verify`, `log dump` and `bench log`, run as a
+//! child process against logs written with `hearth_log` directly. Every child is killed after a
+//! deadline so a hang fails the test instead of stalling the suite.
+
+use hearth_log::{Entry, Log, LogOptions};
+use hearth_services::paths::log_dir;
+use prost::Message as _;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// Run `hearth ARGS`, killing it after `limit`.
+fn hearth(args: &[&str], limit: Duration) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_hearth"));
+    cmd.args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    // The caller's environment must not change what the flags say.
+    for (k, _) in std::env::vars_os() {
+        if k.to_string_lossy().starts_with("HEARTH_") {
+            cmd.env_remove(k);
+        }
+    }
+    cmd.env_remove("RUST_LOG");
+    let mut child = cmd.spawn().expect("spawn hearth");
+    let mut out = child.stdout.take().expect("stdout");
+    let mut err = child.stderr.take().expect("stderr");
+    let out_t = std::thread::spawn(move || {
+        let mut v = Vec::new();
+        let _ = out.read_to_end(&mut v);
+        v
+    });
+    let err_t = std::thread::spawn(move || {
+        let mut v = Vec::new();
+        let _ = err.read_to_end(&mut v);
+        v
+    });
+    let deadline = Instant::now() + limit;
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("hearth {args:?} did not finish within {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    Output {
+        status,
+        stdout: out_t.join().expect("stdout thread"),
+        stderr: err_t.join().expect("stderr thread"),
+    }
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+/// Write `n` sample events at indexes `1..=n` into `data_dir`'s log, one append call each (so
+/// one batch each); `extra` raw payloads are appended after them. Returns the head chain hash
+/// as hex.
+fn write_log(data_dir: &Path, n: u64, extra: &[&[u8]]) -> String {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        std::fs::create_dir_all(data_dir).expect("data dir");
+        let log = Log::open(log_dir(data_dir), LogOptions::default()).expect("open log");
+        for i in 1..=n {
+            let payload = hearth_proto::sample::sample_envelope(i, 200).encode_to_vec();
+            let idx = i; // a fresh log accepts any first index; start at 1
+            log.append(vec![Entry::new(idx, 1, payload)])
+                .await
+                .expect("append");
+        }
+        for p in extra {
+            let idx = log.next_index();
+            log.append(vec![Entry::new(idx, 1, p.to_vec())])
+                .await
+                .expect("append raw");
+        }
+        let head = log.last().expect("non-empty log");
+        log.close().await.expect("close");
+        hearth_services::hex::encode(&head.chain)
+    })
+}
+
+fn segment_files(data_dir: &Path) -> Vec<PathBuf> {
+    let mut segs: Vec<PathBuf> = std::fs::read_dir(log_dir(data_dir))
+        .expect("read log dir")
+        .map(|e| e.expect("dir entry").path())
+        .filter(|p| p.extension().is_some_and(|e| e == "seg"))
+        .collect();
+    segs.sort();
+    segs
+}
+
+const LIMIT: Duration = Duration::from_secs(60);
+
+#[test]
+fn bench_log_prints_json_and_cleans_up() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path().to_str().expect("utf-8 path");
+    let out = hearth(
+        &[
+            "bench",
+            "log",
+            "--dir",
+            d,
+            "--clients",
+            "1,4",
+            "--duration",
+            "300ms",
+            "--event-size",
+            "128",
+            "--json",
+        ],
+        Duration::from_secs(120),
+    );
+    assert!(out.status.success(), "stderr: {}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    assert_eq!(
+        stdout.lines().count(),
+        1,
+        "exactly one JSON object: {stdout}"
+    );
+    let v: serde_json::Value = serde_json::from_str(&stdout).expect("valid JSON");
+    for k in [
+        "fdatasync_iops",
+        "p50_us",
+        "p99_us",
+        "overwrite_fdatasync_iops",
+        "overwrite_p50_us",
+        "overwrite_p99_us",
+    ] {
+        assert!(v["baseline"][k].is_number(), "baseline.{k} in {v}");
+    }
+    let runs = v["runs"].as_array().expect("runs array");
+    assert_eq!(runs.len(), 2);
+    for (run, clients) in runs.iter().zip([1, 4]) {
+        assert_eq!(run["clients"], clients);
+        assert_eq!(run["batch"], 1);
+        for k in [
+            "events_per_s",
+            "fsyncs_per_s",
+            "p50_us",
+            "p99_us",
+            "p999_us",
+            "ratio_to_baseline",
+        ] {
+            assert!(run[k].is_number(), "runs[].{k} in {run}");
+        }
+        assert!(run.get("events_per_fsync").is_some());
+        assert!(run["events_per_s"].as_f64().expect("number") > 0.0, "{run}");
+    }
+    assert!(v["replay"]["events_per_s"].is_number(), "{v}");
+    assert!(v["replay"]["events"].as_u64().expect("number") > 0, "{v}");
+    assert_eq!(v["replay"]["undecodable"], 0);
+    assert!(v.get("rss_kib").is_some());
+    let left: Vec<_> = std::fs::read_dir(dir.path())
+        .expect("read_dir")
+        .map(|e| e.expect("entry").file_name())
+        .filter(|n| n.to_string_lossy().starts_with("hearth-bench-"))
+        .collect();
+    assert!(left.is_empty(), "left behind: {left:?}");
+}
+
+#[test]
+fn verify_and_dump_a_good_log() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("node");
+    let head = write_log(&data, 100, &[]);
+    let d = data.to_str().expect("utf-8 path");
+
+    let out = hearth(&["log", "verify", "--data-dir", d], LIMIT);
+    assert!(out.status.success(), "stderr: {}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    assert!(stdout.contains("100"), "{stdout}");
+    assert!(stdout.contains(&head), "head {head} in {stdout}");
+
+    let out = hearth(&["log", "verify", "--data-dir", d, "--json"], LIMIT);
+    assert!(out.status.success(), "stderr: {}", text(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert_eq!(v["entries"], 100);
+    assert_eq!(v["head_chain"], head.as_str());
+    assert_eq!(v["redacted"], 0);
+
+    let out = hearth(
+        &[
+            "log",
+            "dump",
+            "--data-dir",
+            d,
+            "--from",
+            "10",
+            "--to",
+            "12",
+            "--json",
+        ],
+        LIMIT,
+    );
+    assert!(out.status.success(), "stderr: {}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 3, "{stdout}");
+    for (line, index) in lines.iter().zip(10u64..) {
+        let v: serde_json::Value = serde_json::from_str(line).expect("JSON line");
+        assert_eq!(v["index"], index);
+        assert_eq!(v["term"], 1);
+        assert_eq!(v["redacted"], false);
+        assert_eq!(v["chain"].as_str().expect("chain").len(), 64);
+        let kind = v["kind"].as_str().expect("kind");
+        assert_ne!(kind, "Unknown");
+        assert!(v["event"].is_object(), "{v}");
+    }
+
+    let out = hearth(&["log", "dump", "--data-dir", d], LIMIT);
+    assert!(out.status.success(), "stderr: {}", text(&out.stderr));
+    assert_eq!(text(&out.stdout).lines().count(), 100);
+}
+
+#[test]
+fn dump_reports_undecodable_payloads() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("node");
+    write_log(&data, 2, &[b"\xffnot a protobuf"]);
+    let d = data.to_str().expect("utf-8 path");
+    let out = hearth(&["log", "dump", "--data-dir", d, "--json"], LIMIT);
+    assert!(out.status.success(), "stderr: {}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    let last: serde_json::Value =
+        serde_json::from_str(stdout.lines().last().expect("a line")).expect("JSON");
+    assert_eq!(last["index"], 3);
+    assert!(last["undecodable"].is_string(), "{last}");
+    assert_eq!(last["len"], 15);
+
+    let out = hearth(&["log", "dump", "--data-dir", d], LIMIT);
+    assert!(out.status.success(), "stderr: {}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("UNDECODABLE"));
+}
+
+#[test]
+fn verify_reports_a_flipped_byte_with_file_and_offset() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("node");
+    write_log(&data, 100, &[]);
+    let segs = segment_files(&data);
+    let seg = segs.first().expect("a segment file");
+    let mut bytes = std::fs::read(seg).expect("read segment");
+    let at = 4096 + 200;
+    assert!(bytes.len() > at);
+    bytes[at] ^= 0xff;
+    std::fs::write(seg, &bytes).expect("write segment");
+
+    let d = data.to_str().expect("utf-8 path");
+    let out = hearth(&["log", "verify", "--data-dir", d], LIMIT);
+    let stderr = text(&out.stderr);
+    assert!(!out.status.success(), "damage must fail verify");
+    assert_eq!(out.status.code(), Some(2), "stderr: {stderr}");
+    let name = seg
+        .file_name()
+        .expect("file name")
+        .to_string_lossy()
+        .into_owned();
+    assert!(stderr.contains(&name), "{name} in {stderr}");
+    assert!(stderr.contains("offset"), "{stderr}");
+    assert!(stderr.starts_with("error: "), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
+#[test]
+fn verify_of_a_missing_dir_is_one_line() {
+    let out = hearth(
+        &["log", "verify", "--data-dir", "/nonexistent/hearth-data"],
+        LIMIT,
+    );
+    assert!(!out.status.success());
+    let stderr = text(&out.stderr);
+    assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
+    assert!(stderr.starts_with("error: "), "{stderr}");
+    assert!(out.stdout.is_empty());
+}
+
+#[test]
+fn bad_arguments_fail_cleanly() {
+    let out = hearth(
+        &[
+            "log",
+            "dump",
+            "--data-dir",
+            "/tmp",
+            "--from",
+            "5",
+            "--to",
+            "3",
+        ],
+        LIMIT,
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).starts_with("error: "));
+
+    let out = hearth(&["log", "verify", "--no-such-flag"], LIMIT);
+    assert_eq!(out.status.code(), Some(64));
+
+    let out = hearth(&["bench", "log", "--dir", "/tmp", "--clients", "0"], LIMIT);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("--clients"));
+}
