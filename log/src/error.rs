@@ -74,6 +74,13 @@ pub enum LogError {
         /// What did not match.
         reason: String,
     },
+    /// The write queue stayed full for longer than `LogOptions::enqueue_timeout`; nothing was
+    /// written. Retryable.
+    #[error("log write queue full for {waited_ms} ms; nothing was written, retry later")]
+    QueueFull {
+        /// How long the caller waited.
+        waited_ms: u64,
+    },
     /// The log was closed, or its writer stopped.
     #[error("log is closed")]
     Closed,

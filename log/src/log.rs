@@ -82,6 +82,7 @@ struct Inner {
     bytes: Arc<Semaphore>,
     queue_bytes: usize,
     max_batch: usize,
+    enqueue_timeout: Option<std::time::Duration>,
     thread: Mutex<Option<JoinHandle<()>>>,
     report: RecoveryReport,
     _lock: Option<Box<dyn std::any::Any + Send + Sync>>,
@@ -191,6 +192,7 @@ impl Log {
             bytes: Arc::new(Semaphore::new(opts.queue_bytes.max(max_batch))),
             queue_bytes: opts.queue_bytes.max(max_batch),
             max_batch,
+            enqueue_timeout: opts.enqueue_timeout,
             thread: Mutex::new(None),
             report: rec.report,
             _lock: lock.flatten(),
@@ -253,22 +255,32 @@ impl Log {
             });
         }
         let permits = bytes.min(self.inner.queue_bytes) as u32;
-        let permit = self
-            .inner
-            .bytes
-            .clone()
-            .acquire_many_owned(permits)
-            .await
-            .map_err(|_| LogError::Closed)?;
         let (done, rx) = oneshot::channel();
-        tx.send(Request {
-            op,
-            done,
-            bytes,
-            permit: Some(permit),
-        })
-        .await
-        .map_err(|_| LogError::Closed)?;
+        let enqueue = async {
+            let permit = self
+                .inner
+                .bytes
+                .clone()
+                .acquire_many_owned(permits)
+                .await
+                .map_err(|_| LogError::Closed)?;
+            tx.send(Request {
+                op,
+                done,
+                bytes,
+                permit: Some(permit),
+            })
+            .await
+            .map_err(|_| LogError::Closed)
+        };
+        match self.inner.enqueue_timeout {
+            None => enqueue.await?,
+            Some(t) => tokio::time::timeout(t, enqueue)
+                .await
+                .map_err(|_| LogError::QueueFull {
+                    waited_ms: t.as_millis() as u64,
+                })??,
+        }
         rx.await.map_err(|_| LogError::Closed)?
     }
 
@@ -318,7 +330,17 @@ impl Log {
 
     /// Removes every entry after `index` (keeps `index`); durable on return.
     pub async fn truncate_after(&self, index: u64) -> Result<()> {
-        self.submit(Op::Truncate(index)).await.map(|_| ())
+        match index.checked_add(1) {
+            Some(from) => self.truncate_from(from).await,
+            None => Ok(()),
+        }
+    }
+
+    /// Removes every entry at or after `index` (raft's inclusive truncate); durable on return.
+    /// Removing every entry of a log that was never purged makes it fresh again (any index may
+    /// start it); entries at or below a purge point cannot be removed.
+    pub async fn truncate_from(&self, index: u64) -> Result<()> {
+        self.submit(Op::TruncateFrom(index)).await.map(|_| ())
     }
 
     /// Purges entries through `index` (which must not be past the last entry); the log durably

@@ -121,9 +121,11 @@ impl Preparer {
         }
     }
 
-    /// Takes the prepared segment (waiting for or doing the preparation) and returns its path;
-    /// the caller renames it into place. Starts preparing the next one.
-    pub fn take(&self) -> Result<PathBuf> {
+    /// Moves the prepared segment to `dst` (waiting for or doing the preparation), then lets
+    /// the next one be prepared. The rename happens under the slot lock, so the background
+    /// thread can never rename a newer file over the one being taken. The caller fsyncs the
+    /// directory.
+    pub fn take_to(&self, dst: &Path) -> Result<()> {
         let (m, cv) = &*self.shared;
         let mut s = m.lock();
         if self.thread.is_some() {
@@ -133,13 +135,15 @@ impl Preparer {
             }
         }
         if !s.ready {
-            drop(s);
             prepare(&self.vfs, &self.dir, self.size)?;
-            s = m.lock();
         }
+        let src = self.dir.join(PREPARED_NAME);
+        self.vfs
+            .rename(&src, dst)
+            .map_err(|e| LogError::io("rename prepared segment", dst, e))?;
         s.ready = false;
         cv.notify_all();
-        Ok(self.dir.join(PREPARED_NAME))
+        Ok(())
     }
 }
 

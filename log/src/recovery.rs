@@ -312,7 +312,10 @@ pub(crate) fn recover(
             ));
         }
         if i == 0 {
-            scan.state.base = header.anchor;
+            // the anchor is the log's head when this segment was started (an entry in a
+            // deleted segment, or the purge point); the header's purge point is the base
+            scan.state.last = header.anchor;
+            scan.state.base = header.purged;
             scan.state.purged = header.purged;
             scan.state.meta = header.meta.clone().map(Into::into);
         } else {
@@ -426,7 +429,17 @@ pub(crate) fn recover(
             }
         }
     }
-    if dir_dirty {
+    if rw {
+        // What recovery read may sit only in the page cache (a write whose fsync failed before
+        // the crash or reopen); entries appended from now on chain onto it, so make it durable
+        // before anything new is acknowledged. Cheap for files with nothing dirty.
+        for s in scan.state.segments.values() {
+            s.file
+                .sync_data()
+                .map_err(|e| LogError::io("fsync recovered segment", &s.path, e))?;
+        }
+    }
+    if dir_dirty || rw {
         vfs.sync_dir(dir)
             .map_err(|e| LogError::io("fsync log directory", dir, e))?;
     }

@@ -79,10 +79,11 @@ impl State {
     /// The first live index.
     pub fn first_index(&self) -> Option<u64> {
         let last = self.last?;
-        Some(match self.base {
-            Some(b) => b.index + 1,
-            None => self.points.first().map_or(last.index, |p| p.index),
-        })
+        match self.base {
+            Some(b) if last.index <= b.index => None,
+            Some(b) => Some(b.index + 1),
+            None => Some(self.points.first().map_or(last.index, |p| p.index)),
+        }
     }
 
     /// Applies one durable record found at `(seq, batch_offset)`. Used by recovery and by the

@@ -41,7 +41,8 @@ pub(crate) enum Op {
     /// Payloads to append at the next indexes with this term.
     AppendNext(Vec<(Bytes, Hash)>, u64),
     Meta(Bytes),
-    Truncate(u64),
+    /// Keep entries below this index.
+    TruncateFrom(u64),
     PurgeThrough(u64),
     PurgeTo(LogPosition),
     Redact(u64, Range<usize>),
@@ -52,7 +53,7 @@ impl Op {
     fn is_structural(&self) -> bool {
         matches!(
             self,
-            Op::Truncate(_) | Op::PurgeThrough(_) | Op::PurgeTo(_) | Op::Redact(..) | Op::Close
+            Op::TruncateFrom(_) | Op::PurgeThrough(_) | Op::PurgeTo(_) | Op::Redact(..) | Op::Close
         )
     }
 }
@@ -222,6 +223,12 @@ impl Writer {
 
     /// Validates and encodes one request into the group.
     fn process(&mut self, g: &mut Group, r: Request) {
+        if matches!(r.op, Op::Close) {
+            // closing works on a poisoned log too: it writes nothing
+            g.close = true;
+            g.ok.push((r.done, 0, r.permit));
+            return;
+        }
         if let Some(p) = self.shared.state.read().poisoned.clone() {
             let _ = r.done.send(Err(LogError::Poisoned(p)));
             return;
@@ -281,7 +288,7 @@ impl Writer {
                 });
                 Ok(0)
             }
-            Op::Truncate(after) => self.encode_truncate(g, after),
+            Op::TruncateFrom(from) => self.encode_truncate(g, from),
             Op::PurgeThrough(index) => {
                 let (first, last) = self.bounds();
                 if first.is_none_or(|f| index < f) {
@@ -344,22 +351,23 @@ impl Writer {
         g.next = Some(index + 1);
     }
 
-    fn encode_truncate(&mut self, g: &mut Group, after: u64) -> Result<u64> {
+    /// Removes every entry at or after `from`.
+    fn encode_truncate(&mut self, g: &mut Group, from: u64) -> Result<u64> {
         let (first, last) = self.bounds();
         let base = self.shared.state.read().base;
         let Some(last) = last else { return Ok(0) };
-        if after >= last.index {
+        if from > last.index {
             return Ok(0);
         }
         if let Some(b) = base {
-            if after < b.index {
+            if from <= b.index {
                 return Err(LogError::Invalid(format!(
-                    "cannot truncate after {after}: entries through {} are purged",
+                    "cannot truncate from {from}: entries through {} are purged",
                     b.index
                 )));
             }
         }
-        let to_genesis = base.is_none() && first.is_some_and(|f| after < f);
+        let to_genesis = base.is_none() && first.is_some_and(|f| from <= f);
         let pos = if to_genesis {
             LogPosition {
                 index: 0,
@@ -367,7 +375,7 @@ impl Writer {
                 chain: GENESIS_CHAIN,
             }
         } else {
-            self.position_of(after)?
+            self.position_of(from - 1)?
         };
         g.push(RawRecord {
             kind: RecordKind::Truncate,
@@ -379,7 +387,7 @@ impl Writer {
             payload: if to_genesis { &[1] } else { &[0] },
         });
         g.head = pos.chain;
-        g.next = (!to_genesis).then_some(after + 1);
+        g.next = (!to_genesis).then_some(from);
         Ok(0)
     }
 
@@ -402,6 +410,10 @@ impl Writer {
     }
 
     fn encode_redact(&mut self, g: &mut Group, index: u64, range: Range<usize>) -> Result<u64> {
+        let (first, last) = self.bounds();
+        if first.is_none_or(|f| index < f) || last.is_none_or(|l| index > l.index) {
+            return Err(self.not_found(index));
+        }
         let mut found = None;
         scan_raw(&self.shared.state, index, index, &mut |rec, path| {
             found = Some((path.to_path_buf(), rec.offset, rec.payload.len()));
@@ -535,15 +547,11 @@ impl Writer {
             this.poison(what, &e);
             e
         };
-        let prepared = self
-            .preparer
-            .take()
-            .map_err(|e| fail(self, "segment preparation", e))?;
         let seq = self.next_seq;
         let path = self.dir.join(segment_name(seq));
-        self.vfs
-            .rename(&prepared, &path)
-            .map_err(|e| fail(self, "rename", LogError::io("rename segment", &path, e)))?;
+        self.preparer
+            .take_to(&path)
+            .map_err(|e| fail(self, "segment preparation", e))?;
         self.vfs.sync_dir(&self.dir).map_err(|e| {
             fail(
                 self,

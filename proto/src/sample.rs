@@ -49,7 +49,7 @@ pub fn sample_envelope(kind_seed: u64, payload_size: usize) -> Envelope {
             Event::BlobAccepted(blob_accepted(kind_seed, pad)),
         )
     };
-    if kind_seed % 2 == 0 && blob(0).encoded_len() <= payload_size {
+    if kind_seed.is_multiple_of(2) && blob(0).encoded_len() <= payload_size {
         fit(payload_size, blob)
     } else {
         fit(payload_size, |pad| {

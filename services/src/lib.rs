@@ -5,6 +5,7 @@
 //! * [`cli`] — operator commands on a data directory (`hearth log verify`, `hearth log dump`);
 //! * [`mod@bench`] — in-process benchmarks (`hearth bench log`), each measured against the disk's own
 //!   fdatasync baseline;
+//! * [`identity`] — the node's ed25519 key and PeerId (`DATA_DIR/identity.key`);
 //! * [`paths`] — where things live inside a node's data directory;
 //! * [`telemetry`] — tracing set-up (text or JSON on stderr).
 #![deny(clippy::unwrap_used)]
@@ -12,5 +13,6 @@
 pub mod bench;
 pub mod cli;
 pub mod hex;
+pub mod identity;
 pub mod paths;
 pub mod telemetry;

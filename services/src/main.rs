@@ -6,7 +6,9 @@
 
 use clap::{Parser, Subcommand};
 use hearth_services::bench::BenchLogArgs;
-use hearth_services::cli::{self, log_dump::DumpArgs, log_verify::VerifyArgs, serve::ServeArgs};
+use hearth_services::cli::{
+    self, id::IdArgs, log_dump::DumpArgs, log_verify::VerifyArgs, serve::ServeArgs,
+};
 use hearth_services::telemetry::{self, LogFormat};
 use std::io::Write;
 
@@ -31,6 +33,8 @@ struct Cli {
 enum Command {
     /// Run a node on a data directory (today: its durable event log) until SIGTERM/Ctrl-C.
     Serve(ServeArgs),
+    /// Print the node's PeerId (its identity is created by the first `serve`).
+    Id(IdArgs),
     /// Inspect a node's write-ahead log.
     #[command(subcommand)]
     Log(LogCommand),
@@ -68,6 +72,7 @@ fn main() {
     let mut out = std::io::BufWriter::new(stdout.lock());
     let result = match &cli.command {
         Command::Serve(args) => cli::serve::run(args, &mut out),
+        Command::Id(args) => cli::id::run(args, &mut out),
         Command::Log(LogCommand::Verify(args)) => cli::log_verify::run(args, &mut out),
         Command::Log(LogCommand::Dump(args)) => cli::log_dump::run(args, &mut out),
         Command::Bench(BenchCommand::Log(args)) => hearth_services::bench::run_log(args, &mut out),

@@ -7,6 +7,11 @@ pub fn log_dir(data_dir: &Path) -> PathBuf {
     data_dir.join("log")
 }
 
+/// The node's identity key (ed25519, mode 0600): `DATA_DIR/identity.key`.
+pub fn identity_path(data_dir: &Path) -> PathBuf {
+    data_dir.join("identity.key")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -14,5 +19,9 @@ mod tests {
     #[test]
     fn log_dir_is_under_data_dir() {
         assert_eq!(log_dir(Path::new("/d")), PathBuf::from("/d/log"));
+        assert_eq!(
+            identity_path(Path::new("/d")),
+            PathBuf::from("/d/identity.key")
+        );
     }
 }

@@ -103,6 +103,36 @@ fn segment_files(data_dir: &Path) -> Vec<PathBuf> {
 const LIMIT: Duration = Duration::from_secs(60);
 
 #[test]
+fn bench_log_counts_exactly_with_events() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path().to_str().expect("utf-8 path");
+    let out = hearth(
+        &[
+            "bench",
+            "log",
+            "--dir",
+            d,
+            "--clients",
+            "4",
+            "--events",
+            "300",
+            "--event-size",
+            "128",
+            "--json",
+        ],
+        Duration::from_secs(120),
+    );
+    assert!(out.status.success(), "stderr: {}", text(&out.stderr));
+    let v: serde_json::Value = serde_json::from_str(&text(&out.stdout)).expect("valid JSON");
+    assert_eq!(v["memory"]["events"], 300, "{v}");
+    assert_eq!(v["runs"][0]["events"], 300, "{v}");
+    assert_eq!(v["replay"]["events"], 300, "{v}");
+    assert_eq!(v["replay"]["undecodable"], 0, "{v}");
+    let left: Vec<_> = std::fs::read_dir(dir.path()).expect("read_dir").collect();
+    assert!(left.is_empty(), "bench left files behind: {left:?}");
+}
+
+#[test]
 fn bench_log_prints_json_and_cleans_up() {
     let dir = tempfile::tempdir().expect("tempdir");
     let d = dir.path().to_str().expect("utf-8 path");
@@ -156,10 +186,10 @@ fn bench_log_prints_json_and_cleans_up() {
             assert!(run[k].is_number(), "runs[].{k} in {run}");
         }
         assert!(run.get("events_per_fsync").is_some());
-        assert!(run["events_per_s"].as_f64().expect("number") > 0.0, "{run}");
+        // no assertion on how many events a timed window saw: that depends on the machine's
+        // load; the count-based run below checks the numbers deterministically
     }
     assert!(v["replay"]["events_per_s"].is_number(), "{v}");
-    assert!(v["replay"]["events"].as_u64().expect("number") > 0, "{v}");
     assert_eq!(v["replay"]["undecodable"], 0);
     assert!(v.get("rss_kib").is_some());
     let left: Vec<_> = std::fs::read_dir(dir.path())

@@ -9,6 +9,7 @@
 //! * `64` — the command line could not be parsed (`EX_USAGE`; clap's own message).
 
 pub mod event_json;
+pub mod id;
 pub mod log_dump;
 pub mod log_verify;
 pub mod serve;

@@ -1,12 +1,14 @@
 //! `hearth serve`: run a node on a data directory.
 //!
-//! Today a node is its durable event log: `serve` creates the data directory if needed, opens
+//! Today a node is its identity and its durable event log: `serve` creates the data directory
+//! and the node's identity key ([`crate::identity`]) if needed, prints its PeerId, opens
 //! (and recovers) `DATA_DIR/log` read-write, holds the directory lock so no second process can
 //! open it, reports what it found, and runs until SIGTERM or Ctrl-C, when it stops the log's
 //! writer after every queued write and exits 0. Raft membership, the HTTP API and the
 //! libp2p swarm join this command with the cluster issue; nothing here pretends to serve them.
 
 use crate::hex::encode as hex;
+use crate::identity::NodeIdentity;
 use crate::paths::log_dir;
 use anyhow::Context as _;
 use clap::Args;
@@ -31,6 +33,8 @@ pub fn run(args: &ServeArgs, out: &mut dyn Write) -> anyhow::Result<()> {
     rt.block_on(async {
         std::fs::create_dir_all(&args.data_dir)
             .with_context(|| format!("creating data directory {}", args.data_dir.display()))?;
+        let (identity, _created) = NodeIdentity::load_or_create(&args.data_dir)?;
+        let peer = identity.peer_id();
         let dir = log_dir(&args.data_dir);
         let log = Log::open(&dir, LogOptions::default())
             .with_context(|| format!("opening the event log in {}", dir.display()))?;
@@ -45,7 +49,7 @@ pub fn run(args: &ServeArgs, out: &mut dyn Write) -> anyhow::Result<()> {
         match log.last() {
             Some(last) => writeln!(
                 out,
-                "hearth node: data {} — event log entries {}..={}, head {} (term {})",
+                "hearth node: peer id {peer}, data {} — event log entries {}..={}, head {} (term {})",
                 args.data_dir.display(),
                 log.first_index().unwrap_or(last.index),
                 last.index,
@@ -54,7 +58,7 @@ pub fn run(args: &ServeArgs, out: &mut dyn Write) -> anyhow::Result<()> {
             )?,
             None => writeln!(
                 out,
-                "hearth node: data {} — event log empty",
+                "hearth node: peer id {peer}, data {} — event log empty",
                 args.data_dir.display()
             )?,
         }

@@ -1,0 +1,97 @@
+//! What goes into the runtime ([`CommittedEntry`]) and what comes out ([`Outcome`]).
+
+use bytes::Bytes;
+
+/// One committed log entry, as the raft layer hands it to the projections.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CommittedEntry {
+    /// Log index.
+    pub index: u64,
+    /// Raft term of the entry.
+    pub term: u64,
+    /// What the entry carries.
+    pub payload: EntryData,
+}
+
+impl CommittedEntry {
+    /// An entry carrying a prost-encoded [`hearth_proto::v1::Envelope`].
+    pub fn event(index: u64, term: u64, envelope: impl Into<Bytes>) -> Self {
+        Self {
+            index,
+            term,
+            payload: EntryData::Event(envelope.into()),
+        }
+    }
+
+    /// An entry that is not an event (raft membership change, blank leader entry).
+    pub fn other(index: u64, term: u64) -> Self {
+        Self {
+            index,
+            term,
+            payload: EntryData::Other,
+        }
+    }
+}
+
+/// Payload of a [`CommittedEntry`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum EntryData {
+    /// A prost-encoded [`hearth_proto::v1::Envelope`] (possibly malformed: then it is rejected).
+    Event(Bytes),
+    /// Not an event: no projection runs, only the applied index advances.
+    Other,
+}
+
+/// What applying one entry did. The same log always yields the same outcomes, on every node.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// The entry's index is not above the applied index: it was applied before (typically before
+    /// a restart) and nothing was done now.
+    AlreadyApplied,
+    /// The entry is not an event; the applied index advanced.
+    NotAnEvent,
+    /// The runtime rejected the event before any projection saw it; recorded in `rejected`.
+    Rejected(Rejection),
+    /// Every projection ran. Those listed rejected the event (their writes for it were
+    /// dropped); the others folded it in.
+    Applied {
+        /// Projections that rejected the event, in registration order.
+        rejected_by: Vec<ProjectionRejection>,
+    },
+}
+
+/// Why the runtime rejected an event.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Rejection {
+    /// The payload is not a valid envelope of a schema version this build knows.
+    Undecodable {
+        /// The decoder's message.
+        reason: String,
+    },
+    /// An event with the same request id (node, seq) was applied before.
+    DuplicateRequest {
+        /// Index of the entry that applied the request.
+        first_index: u64,
+    },
+}
+
+impl Rejection {
+    /// The reason recorded in the `rejected` table.
+    pub fn reason(&self) -> String {
+        match self {
+            Rejection::Undecodable { reason } => format!("undecodable: {reason}"),
+            Rejection::DuplicateRequest { first_index } => {
+                format!("duplicate request (first applied at index {first_index})")
+            }
+        }
+    }
+}
+
+/// One projection's rejection of an event.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ProjectionRejection {
+    /// The projection's name.
+    pub projection: &'static str,
+    /// Its reason.
+    pub reason: String,
+}

@@ -1,0 +1,587 @@
+//! [`ProjectionStore`]: the projection runtime on RocksDB.
+//!
+//! Layout: one column family per projection (named after it), plus `meta`, `requests` and
+//! `rejected` (see [`crate::format`]). Each [`ProjectionStore::apply_batch`] ends in exactly one
+//! RocksDB `WriteBatch` holding every state change of the batch *and* the new `applied` log id,
+//! written with the RocksDB WAL disabled and no sync: hearth's log is the write-ahead log.
+//!
+//! Why that is safe: the database is opened with `atomic_flush`, so every flush (explicit or
+//! automatic, when a memtable fills) persists all column families up to one and the same write,
+//! and a write is never torn. After a crash the store therefore holds the state of some prefix
+//! of the batches, together with the `applied` id of exactly that prefix; the caller re-applies
+//! the log after `applied`, and every entry is folded exactly once.
+
+use std::cell::RefCell;
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use rocksdb::checkpoint::Checkpoint;
+use rocksdb::{
+    ColumnFamily, ColumnFamilyDescriptor, DBCompressionType, Direction, FlushOptions, IteratorMode,
+    Options, WriteBatch, WriteOptions, DB,
+};
+
+use crate::digest::{Digester, Digests};
+use crate::engine::{self, Base, Cursor, EngineError, Overlay, Tables};
+use crate::entry::{CommittedEntry, Outcome};
+use crate::error::{ProjectionError, Result};
+use crate::format::{
+    self, CF_META, CF_REJECTED, CF_REQUESTS, FORMAT_VERSION, META_APPLIED, META_FORMAT_VERSION,
+    META_LOG_TIME, RESERVED_NAMES,
+};
+use crate::projection::Projection;
+
+/// Entries per `WriteBatch` in [`ProjectionStore::rebuild`].
+const REBUILD_BATCH: usize = 1024;
+
+/// The projection runtime on RocksDB: folds committed log entries into every registered
+/// [`Projection`], exactly once across restarts.
+///
+/// Contract:
+///
+/// * [`apply_batch`](Self::apply_batch) is all or nothing: when it returns `Ok`, every entry of
+///   the batch is applied and visible to readers; on `Err` nothing changed (in memory or on
+///   disk). Calls are serialised.
+/// * Nothing is durable when `apply_batch` returns. What is durable is a *prefix* of the applied
+///   batches, consistent with [`applied`](Self::applied) as read after reopening:
+///   [`flush`](Self::flush) makes everything applied so far durable, and dropping the store
+///   flushes too. After a crash the caller must re-apply its log from `applied() + 1`; entries
+///   at or below `applied` are skipped, so handing over too many is harmless.
+/// * Bad input never fails: undecodable payloads, duplicate request ids and events a projection
+///   refuses are recorded in `rejected` and reported in the [`Outcome`]s. Errors are RocksDB
+///   failures, a damaged store, or an entry index that leaves a gap.
+/// * Digests depend on the contents only (see [`Digester`]), so a store and its rebuild from
+///   the same log have equal digests, whatever RocksDB did with its files.
+pub struct ProjectionStore {
+    path: PathBuf,
+    db: DB,
+    projections: Vec<Arc<dyn Projection>>,
+    /// Table names by engine table number: the projections, then `requests`, `rejected`.
+    tables: Vec<&'static str>,
+    cursor: Mutex<Cursor>,
+    /// Whether dropping the store flushes (false only in [`ProjectionStore::close_losing_unflushed`]).
+    flush_on_drop: bool,
+}
+
+impl ProjectionStore {
+    /// Opens the store in `dir`, creating it (and `dir`) when `dir` is missing or empty.
+    ///
+    /// Refuses (typed errors): a non-empty directory that is not a projection store, a store of
+    /// a newer format ([`ProjectionError::UnsupportedFormat`]), and a projection that was not
+    /// registered since the store's first entry ([`ProjectionError::NeedsRebuild`]). A projection
+    /// that was registered before and is missing from `projections` now is no longer maintained:
+    /// its column family stays, but registering it again later requires a rebuild.
+    pub fn open(dir: impl AsRef<Path>, projections: Vec<Arc<dyn Projection>>) -> Result<Self> {
+        let path = dir.as_ref().to_path_buf();
+        validate_projections(&projections)?;
+        let existing = existing_column_families(&path)?;
+        if let Some(cfs) = &existing {
+            if !cfs.iter().any(|cf| cf == CF_META) {
+                return Err(ProjectionError::NotAStore {
+                    path,
+                    reason: "a RocksDB database without the `meta` column family".into(),
+                });
+            }
+        }
+        let mut names: BTreeSet<String> = existing.into_iter().flatten().collect();
+        names.extend(["default", CF_META, CF_REQUESTS, CF_REJECTED].map(String::from));
+        names.extend(projections.iter().map(|p| p.name().to_owned()));
+        let descriptors = names
+            .iter()
+            .map(|name| ColumnFamilyDescriptor::new(name, cf_options()));
+        let db = DB::open_cf_descriptors(&db_options(&path)?, &path, descriptors)
+            .map_err(db_error(&path, "open"))?;
+
+        let mut tables: Vec<&'static str> = projections.iter().map(|p| p.name()).collect();
+        tables.extend([CF_REQUESTS, CF_REJECTED]);
+        let mut store = Self {
+            path,
+            db,
+            projections,
+            tables,
+            cursor: Mutex::new(Cursor::default()),
+            flush_on_drop: true,
+        };
+        let cursor = store.init_meta(&names)?;
+        *store
+            .cursor
+            .get_mut()
+            .unwrap_or_else(PoisonError::into_inner) = cursor;
+        Ok(store)
+    }
+
+    /// Checks the format version, loads the cursor, and maintains the projection markers.
+    fn init_meta(&self, column_families: &BTreeSet<String>) -> Result<Cursor> {
+        let meta = self.cf(CF_META)?;
+        let version = self.meta_get(META_FORMAT_VERSION)?;
+        let applied = self.meta_get(META_APPLIED)?;
+        let mut batch = WriteBatch::default();
+        match version {
+            None if applied.is_some() => {
+                return Err(self.corrupt("`applied` without a format version"))
+            }
+            None => batch.put_cf(meta, META_FORMAT_VERSION, FORMAT_VERSION.to_le_bytes()),
+            Some(bytes) => match format::decode_u32(&bytes) {
+                Some(found) if found > FORMAT_VERSION => {
+                    return Err(ProjectionError::UnsupportedFormat {
+                        path: self.path.clone(),
+                        found,
+                        supported: FORMAT_VERSION,
+                    })
+                }
+                Some(FORMAT_VERSION) => {}
+                Some(found) => return Err(self.corrupt(format!("format version {found}"))),
+                None => {
+                    return Err(self.corrupt(format!("format version of {} bytes", bytes.len())))
+                }
+            },
+        }
+        let applied = applied
+            .map(|bytes| {
+                format::decode_applied(&bytes)
+                    .ok_or_else(|| self.corrupt(format!("`applied` of {} bytes", bytes.len())))
+            })
+            .transpose()?;
+        let log_time_ms = match self.meta_get(META_LOG_TIME)? {
+            None => 0,
+            Some(bytes) => format::decode_u64(&bytes)
+                .ok_or_else(|| self.corrupt(format!("`log_time` of {} bytes", bytes.len())))?,
+        };
+        for projection in &self.projections {
+            let marker = format::projection_marker(projection.name());
+            if self.meta_get(&marker)?.is_some() {
+                continue;
+            }
+            if let Some((index, _)) = applied {
+                return Err(ProjectionError::NeedsRebuild {
+                    path: self.path.clone(),
+                    projection: projection.name().to_owned(),
+                    applied: index,
+                });
+            }
+            batch.put_cf(meta, marker, []);
+        }
+        let registered: BTreeSet<&str> = self.projections.iter().map(|p| p.name()).collect();
+        for name in column_families {
+            if !registered.contains(name.as_str()) && !RESERVED_NAMES.contains(&name.as_str()) {
+                batch.delete_cf(meta, format::projection_marker(name));
+            }
+        }
+        self.db
+            .write_opt(batch, &unlogged())
+            .map_err(db_error(&self.path, "write meta"))?;
+        self.flush_all()?;
+        Ok(Cursor {
+            applied,
+            log_time_ms,
+        })
+    }
+
+    /// Rebuilds a store from a log into `dir`, which must be missing or empty, and flushes it.
+    ///
+    /// `entries` is the log from its first entry (or from any entry, for a partial view): they
+    /// are applied in order, in batches, exactly as a live store applies them; the resulting
+    /// digests equal those of a live store that applied the same entries.
+    pub fn rebuild(
+        dir: impl AsRef<Path>,
+        projections: Vec<Arc<dyn Projection>>,
+        entries: impl IntoIterator<Item = CommittedEntry>,
+    ) -> Result<Self> {
+        let path = dir.as_ref();
+        if !dir_is_missing_or_empty(path)? {
+            return Err(ProjectionError::TargetNotEmpty {
+                path: path.to_path_buf(),
+            });
+        }
+        let store = Self::open(path, projections)?;
+        let mut chunk = Vec::with_capacity(REBUILD_BATCH);
+        for entry in entries {
+            chunk.push(entry);
+            if chunk.len() == REBUILD_BATCH {
+                store.apply_batch(&chunk)?;
+                chunk.clear();
+            }
+        }
+        store.apply_batch(&chunk)?;
+        store.flush()?;
+        Ok(store)
+    }
+
+    /// Applies committed entries in log order; returns one [`Outcome`] per entry.
+    ///
+    /// For each entry: skipped if its index is at or below [`applied`](Self::applied); an index
+    /// that leaves a gap after `applied` is an error ([`ProjectionError::NonContiguous`]; the
+    /// first entry of a fresh store may have any index). A non-event only advances the applied
+    /// index. An event is decoded (undecodable → rejected), advances log time to
+    /// `max(log time, proposed_at_unix_ms)`, is rejected if it carries a request id that was
+    /// applied before,
+    /// and otherwise goes through every projection in registration order.
+    ///
+    /// The whole batch is one RocksDB write without WAL and without sync (see the type's
+    /// contract for what is durable when).
+    pub fn apply_batch(&self, entries: &[CommittedEntry]) -> Result<Vec<Outcome>> {
+        let mut guard = self.lock();
+        let mut cursor = *guard;
+        let cfs = self.table_cfs()?;
+        let base = RocksBase {
+            db: &self.db,
+            cfs: &cfs,
+            error: RefCell::new(None),
+        };
+        let mut overlay = Overlay::new(Tables::new(self.projections.len()));
+        let mut outcomes = Vec::with_capacity(entries.len());
+        for entry in entries {
+            let outcome =
+                engine::apply_entry(&self.projections, &mut cursor, entry, &base, &mut overlay)
+                    .map_err(|e| self.engine_error(e));
+            if let Some(e) = base.error.borrow_mut().take() {
+                return Err(db_error(&self.path, "read")(e));
+            }
+            outcomes.push(outcome?);
+        }
+        if cursor == *guard {
+            return Ok(outcomes);
+        }
+        let mut batch = WriteBatch::default();
+        for (cf, writes) in cfs.iter().zip(&overlay.tables) {
+            for (key, value) in writes {
+                match value {
+                    Some(value) => batch.put_cf(*cf, key, value),
+                    None => batch.delete_cf(*cf, key),
+                }
+            }
+        }
+        let meta = self.cf(CF_META)?;
+        if let Some((index, term)) = cursor.applied {
+            batch.put_cf(meta, META_APPLIED, format::encode_applied(index, term));
+        }
+        batch.put_cf(meta, META_LOG_TIME, cursor.log_time_ms.to_le_bytes());
+        self.db
+            .write_opt(batch, &unlogged())
+            .map_err(db_error(&self.path, "write"))?;
+        *guard = cursor;
+        Ok(outcomes)
+    }
+
+    /// Last applied `(index, term)`; `None` before the first entry. Not necessarily durable:
+    /// see [`flush`](Self::flush).
+    pub fn applied(&self) -> Option<(u64, u64)> {
+        self.lock().applied
+    }
+
+    /// Log time after the last applied entry, Unix ms (0 before any event).
+    pub fn log_time_ms(&self) -> u64 {
+        self.lock().log_time_ms
+    }
+
+    /// Flushes every memtable (atomically across column families) and waits for it; returns the
+    /// applied `(index, term)`, which is durable on return. The raft layer calls this before
+    /// purging its log up to that index.
+    pub fn flush(&self) -> Result<Option<(u64, u64)>> {
+        let guard = self.lock();
+        self.flush_all()?;
+        Ok(guard.applied)
+    }
+
+    /// Writes a RocksDB checkpoint of the store into `dir`, which must not exist yet, after a
+    /// flush; returns the applied `(index, term)` the checkpoint holds. [`open`](Self::open) on
+    /// `dir` gives a store with the same digests. Applies wait while it runs.
+    ///
+    /// RocksDB hard-links the table files where it can and syncs what it writes; the caller
+    /// that publishes the checkpoint (renames it into place) syncs the parent directory.
+    pub fn checkpoint(&self, dir: impl AsRef<Path>) -> Result<Option<(u64, u64)>> {
+        let target = dir.as_ref();
+        let exists = target
+            .try_exists()
+            .map_err(io_error(target, "stat checkpoint target"))?;
+        if exists {
+            return Err(ProjectionError::TargetNotEmpty {
+                path: target.to_path_buf(),
+            });
+        }
+        let guard = self.lock();
+        self.flush_all()?;
+        Checkpoint::new(&self.db)
+            .and_then(|checkpoint| checkpoint.create_checkpoint(target))
+            .map_err(db_error(&self.path, "checkpoint"))?;
+        Ok(guard.applied)
+    }
+
+    /// Canonical digest of one table: a projection's name, `requests` or `rejected`.
+    pub fn digest(&self, name: &str) -> Result<[u8; 32]> {
+        let snapshot = self.db.snapshot();
+        self.digest_at(&snapshot, name)
+    }
+
+    /// Digests of every projection and of the `requests` and `rejected` tables, all from one
+    /// consistent view.
+    pub fn digests(&self) -> Result<Digests> {
+        Ok(self.digests_with_applied()?.1)
+    }
+
+    /// [`digests`](Self::digests) together with the applied `(index, term)` of the same view.
+    pub fn digests_with_applied(&self) -> Result<(Option<(u64, u64)>, Digests)> {
+        let snapshot = self.db.snapshot();
+        let applied = snapshot
+            .get_cf(self.cf(CF_META)?, META_APPLIED)
+            .map_err(db_error(&self.path, "read"))?
+            .map(|bytes| {
+                format::decode_applied(&bytes)
+                    .ok_or_else(|| self.corrupt(format!("`applied` of {} bytes", bytes.len())))
+            })
+            .transpose()?;
+        let digests = self
+            .tables
+            .iter()
+            .map(|name| Ok(((*name).to_owned(), self.digest_at(&snapshot, name)?)))
+            .collect::<Result<_>>()?;
+        Ok((applied, digests))
+    }
+
+    /// The committed value of `key` in a table (a projection's name, `requests`, `rejected`).
+    pub fn get(&self, table: &str, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        let cf = self.table_cf(table)?;
+        self.db
+            .get_cf(cf, key)
+            .map_err(db_error(&self.path, "read"))
+    }
+
+    /// Every committed `(key, value)` of a table whose key starts with `prefix`, in key order.
+    pub fn scan_prefix(&self, table: &str, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        let cf = self.table_cf(table)?;
+        let mut out = Vec::new();
+        for item in self
+            .db
+            .iterator_cf(cf, IteratorMode::From(prefix, Direction::Forward))
+        {
+            let (key, value) = item.map_err(db_error(&self.path, "iterate"))?;
+            if !key.starts_with(prefix) {
+                break;
+            }
+            out.push((key.into_vec(), value.into_vec()));
+        }
+        Ok(out)
+    }
+
+    /// Directory of the store.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Names of the registered projections, in registration order.
+    pub fn projection_names(&self) -> Vec<&'static str> {
+        self.projections.iter().map(|p| p.name()).collect()
+    }
+
+    /// Closes the store the way a power cut would: whatever was not flushed is lost (a normal
+    /// drop flushes). For crash tests of this crate and of the layers above it.
+    pub fn close_losing_unflushed(mut self) {
+        self.flush_on_drop = false;
+    }
+
+    fn digest_at(&self, snapshot: &rocksdb::Snapshot<'_>, name: &str) -> Result<[u8; 32]> {
+        let cf = self.table_cf(name)?;
+        let mut digester = Digester::new(name);
+        for item in snapshot.iterator_cf(cf, IteratorMode::Start) {
+            let (key, value) = item.map_err(db_error(&self.path, "iterate"))?;
+            digester.add(&key, &value);
+        }
+        Ok(digester.finish())
+    }
+
+    fn flush_all(&self) -> Result<()> {
+        let mut cfs = self.table_cfs()?;
+        cfs.push(self.cf(CF_META)?);
+        let mut opts = FlushOptions::default();
+        opts.set_wait(true);
+        self.db
+            .flush_cfs_opt(&cfs, &opts)
+            .map_err(db_error(&self.path, "flush"))
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Cursor> {
+        // The cursor is only replaced after a successful write, so it is valid even if a
+        // projection panicked while the lock was held.
+        self.cursor.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn meta_get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        self.db
+            .get_cf(self.cf(CF_META)?, key)
+            .map_err(db_error(&self.path, "read meta"))
+    }
+
+    fn cf(&self, name: &str) -> Result<&ColumnFamily> {
+        self.db
+            .cf_handle(name)
+            .ok_or_else(|| self.corrupt(format!("column family {name:?} missing after open")))
+    }
+
+    fn table_cf(&self, name: &str) -> Result<&ColumnFamily> {
+        if !self.tables.contains(&name) {
+            return Err(ProjectionError::UnknownTable {
+                path: self.path.clone(),
+                name: name.into(),
+            });
+        }
+        self.cf(name)
+    }
+
+    fn table_cfs(&self) -> Result<Vec<&ColumnFamily>> {
+        self.tables.iter().map(|name| self.cf(name)).collect()
+    }
+
+    fn corrupt(&self, what: impl Into<String>) -> ProjectionError {
+        ProjectionError::Corrupt {
+            path: self.path.clone(),
+            what: what.into(),
+        }
+    }
+
+    fn engine_error(&self, e: EngineError) -> ProjectionError {
+        match e {
+            EngineError::NonContiguous { applied, found } => ProjectionError::NonContiguous {
+                path: self.path.clone(),
+                applied,
+                found,
+            },
+            EngineError::Corrupt(what) => self.corrupt(what),
+        }
+    }
+}
+
+impl Drop for ProjectionStore {
+    /// Flushes, so a clean shutdown restarts without re-applying anything. An error cannot be
+    /// reported from here and loses nothing that the log cannot replay; call
+    /// [`ProjectionStore::flush`] first to see it.
+    fn drop(&mut self) {
+        if self.flush_on_drop {
+            let _ = self.flush_all();
+        }
+    }
+}
+
+impl std::fmt::Debug for ProjectionStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let cursor = *self.lock();
+        f.debug_struct("ProjectionStore")
+            .field("path", &self.path)
+            .field("projections", &self.projection_names())
+            .field("applied", &cursor.applied)
+            .field("log_time_ms", &cursor.log_time_ms)
+            .finish()
+    }
+}
+
+// The raft layer shares the store between tasks.
+const _: fn() = || {
+    fn send_sync<T: Send + Sync>() {}
+    send_sync::<ProjectionStore>();
+};
+
+/// Committed state read through RocksDB; remembers the first read error.
+struct RocksBase<'a> {
+    db: &'a DB,
+    cfs: &'a [&'a ColumnFamily],
+    error: RefCell<Option<rocksdb::Error>>,
+}
+
+impl Base for RocksBase<'_> {
+    fn get(&self, table: usize, key: &[u8]) -> Option<Vec<u8>> {
+        let cf = self.cfs.get(table)?;
+        match self.db.get_cf(*cf, key) {
+            Ok(value) => value,
+            Err(e) => {
+                self.error.borrow_mut().get_or_insert(e);
+                None
+            }
+        }
+    }
+}
+
+/// Checks that projection names are usable column family names: non-empty, not reserved, and
+/// unique.
+pub(crate) fn validate_projections(projections: &[Arc<dyn Projection>]) -> Result<()> {
+    let mut seen = BTreeSet::new();
+    for projection in projections {
+        let name = projection.name();
+        let reason = if name.is_empty() {
+            "a projection has an empty name".to_owned()
+        } else if RESERVED_NAMES.contains(&name) {
+            format!("projection name {name:?} is reserved")
+        } else if !seen.insert(name) {
+            format!("projection name {name:?} is registered twice")
+        } else {
+            continue;
+        };
+        return Err(ProjectionError::InvalidProjections { reason });
+    }
+    Ok(())
+}
+
+fn db_options(path: &Path) -> Result<Options> {
+    let mut opts = Options::default();
+    opts.create_if_missing(true);
+    opts.create_missing_column_families(true);
+    // Every flush persists all column families up to the same write: `applied` never gets
+    // ahead of (or behind) the state it describes. Required because writes skip the WAL.
+    opts.set_atomic_flush(true);
+    opts.set_keep_log_file_num(4);
+    opts.set_max_log_file_size(8 << 20);
+    // RocksDB's own flush on close is off so that `close_losing_unflushed` can skip it; `Drop`
+    // flushes instead. (The Rust binding has no setter for it, hence the options string.)
+    opts.get_options_from_string("avoid_flush_during_shutdown=true")
+        .map_err(db_error(path, "configure"))
+}
+
+fn cf_options() -> Options {
+    let mut opts = Options::default();
+    opts.set_compression_type(DBCompressionType::Lz4);
+    opts
+}
+
+/// The hearth log is the write-ahead log: no RocksDB WAL, no sync.
+fn unlogged() -> WriteOptions {
+    let mut opts = WriteOptions::default();
+    opts.disable_wal(true);
+    opts.set_sync(false);
+    opts
+}
+
+/// The column families of the store in `path`: `None` when there is no store yet (missing or
+/// empty directory); an error when the directory holds something else.
+fn existing_column_families(path: &Path) -> Result<Option<Vec<String>>> {
+    if dir_is_missing_or_empty(path)? {
+        return Ok(None);
+    }
+    let current = path.join("CURRENT");
+    let has_current = current.try_exists().map_err(io_error(&current, "stat"))?;
+    if !has_current {
+        return Err(ProjectionError::NotAStore {
+            path: path.to_path_buf(),
+            reason: "the directory is not empty and has no RocksDB CURRENT file".into(),
+        });
+    }
+    DB::list_cf(&Options::default(), path)
+        .map(Some)
+        .map_err(db_error(path, "list column families"))
+}
+
+fn dir_is_missing_or_empty(path: &Path) -> Result<bool> {
+    match std::fs::read_dir(path) {
+        Ok(mut entries) => Ok(entries.next().is_none()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(true),
+        Err(e) => Err(io_error(path, "read directory")(e)),
+    }
+}
+
+fn db_error(path: &Path, op: &'static str) -> impl FnOnce(rocksdb::Error) -> ProjectionError {
+    let path = path.to_path_buf();
+    move |source| ProjectionError::Db { path, op, source }
+}
+
+fn io_error(path: &Path, op: &'static str) -> impl FnOnce(std::io::Error) -> ProjectionError {
+    let path = path.to_path_buf();
+    move |source| ProjectionError::Io { path, op, source }
+}

@@ -1,0 +1,45 @@
+//! `hearth-raft`: openraft's log storage on hearth's write-ahead log.
+//!
+//! [`HearthLogStore`] implements openraft's (0.9, `storage-v2`) [`RaftLogStorage`] on a
+//! [`hearth_log::Log`]: each raft entry is one log entry (same index, same term, the full log
+//! id and payload encoded in the entry's payload by [`codec`]); the vote, the committed log id
+//! and the last purged log id live in the log's in-order metadata record. It passes openraft's
+//! own conformance suite (`openraft::testing::Suite`, run unmodified in `tests/suite.rs`).
+//! [`TypeConfig`] fixes the raft types: `u64` node ids, [`HearthNode`] (libp2p PeerId and
+//! addresses) as node info, [`Proposal`] (an encoded event envelope) as application data.
+//!
+//! ```no_run
+//! # async fn demo() -> anyhow::Result<()> {
+//! use hearth_log::{Log, LogOptions};
+//! use hearth_raft::{HearthLogStore, MemStateMachine, StoreOptions};
+//! let log = Log::open("data/log", LogOptions::default())?;
+//! let store = HearthLogStore::open(log, StoreOptions::default()).await?;
+//! let sm = MemStateMachine::new();
+//! // openraft::Raft::<hearth_raft::TypeConfig>::new(id, config, network, store, sm).await?;
+//! # let _ = (store, sm); Ok(()) }
+//! ```
+//!
+//! What it is **not**: the network (`RaftNetwork` over libp2p) and the node (start-up, cluster
+//! id, membership changes) live in `services/`; the real state machine (projections and their
+//! snapshots) comes with the projection runtime. [`MemStateMachine`] is an in-memory stand-in
+//! for tests.
+//!
+//! [`RaftLogStorage`]: openraft::storage::RaftLogStorage
+#![cfg_attr(not(test), deny(clippy::unwrap_used))]
+#![warn(missing_docs)]
+
+pub mod codec;
+mod error;
+mod log_store;
+mod mem_sm;
+mod types;
+mod writer;
+
+pub use error::{CodecError, Result, StoreError};
+pub use log_store::{HearthLogStore, StoreOptions};
+pub use mem_sm::{MemState, MemStateMachine};
+pub use types::{
+    Applied, Entry, HearthNode, LogId, Membership, NodeId, Proposal, RaftMeta, Snapshot,
+    SnapshotMeta, StorageError, StoredMembership, TypeConfig, Vote,
+};
+pub use writer::UNKNOWN_CHAIN;

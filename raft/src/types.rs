@@ -1,0 +1,86 @@
+//! [`TypeConfig`]: the types hearth plugs into openraft, and short aliases for openraft's
+//! generic types instantiated with them.
+
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+use std::io::Cursor;
+
+/// A raft node id: a `u64` assigned when the node joins (collision-checked by the joiner's
+/// leader). Events name nodes by libp2p PeerId, never by this number.
+pub type NodeId = u64;
+
+/// What openraft keeps about a node in the membership: how to reach it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct HearthNode {
+    /// The node's libp2p PeerId, in its string form (`12D3Koo…`).
+    pub peer_id: String,
+    /// The node's listen multiaddrs, in their string form (`/ip4/…/tcp/…`).
+    pub addrs: Vec<String>,
+}
+
+/// The application data of a normal raft entry: one event envelope, as the bytes of a
+/// prost-encoded `hearth_proto::v1::Envelope`. This crate treats them as opaque.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Proposal {
+    /// The encoded envelope.
+    pub envelope: Bytes,
+}
+
+impl Proposal {
+    /// A proposal carrying `envelope`.
+    pub fn new(envelope: impl Into<Bytes>) -> Self {
+        Proposal {
+            envelope: envelope.into(),
+        }
+    }
+}
+
+/// What applying an entry answers: the log index it was applied at (a read may wait until a
+/// node has applied it, for read-your-writes).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Applied {
+    /// The index of the applied entry.
+    pub index: u64,
+}
+
+openraft::declare_raft_types!(
+    /// hearth's raft type configuration.
+    pub TypeConfig:
+        D = Proposal,
+        R = Applied,
+        NodeId = NodeId,
+        Node = HearthNode,
+        Entry = openraft::Entry<TypeConfig>,
+        SnapshotData = Cursor<Vec<u8>>,
+        AsyncRuntime = openraft::TokioRuntime,
+);
+
+/// A raft log entry.
+pub type Entry = openraft::Entry<TypeConfig>;
+/// A raft log id: term, leader node id, index.
+pub type LogId = openraft::LogId<NodeId>;
+/// A raft vote.
+pub type Vote = openraft::Vote<NodeId>;
+/// A raft membership config.
+pub type Membership = openraft::Membership<NodeId, HearthNode>;
+/// A membership with the log id it was stored at.
+pub type StoredMembership = openraft::StoredMembership<NodeId, HearthNode>;
+/// Snapshot metadata.
+pub type SnapshotMeta = openraft::SnapshotMeta<NodeId, HearthNode>;
+/// A snapshot with its data.
+pub type Snapshot = openraft::Snapshot<TypeConfig>;
+/// openraft's storage error, as this crate returns it.
+pub type StorageError = openraft::StorageError<NodeId>;
+
+/// What the store keeps in the log's metadata record besides entries: one small blob, written
+/// in order with appends, the latest one wins.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RaftMeta {
+    /// The last saved vote.
+    pub vote: Option<Vote>,
+    /// The last saved committed log id (saved without an fsync of its own).
+    pub committed: Option<LogId>,
+    /// The last purged log id, with its leader node id (the log itself keeps only index,
+    /// term and chain hash of its purge point).
+    pub purged: Option<LogId>,
+}
