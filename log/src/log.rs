@@ -275,11 +275,13 @@ impl Log {
         };
         match self.inner.enqueue_timeout {
             None => enqueue.await?,
-            Some(t) => tokio::time::timeout(t, enqueue)
-                .await
-                .map_err(|_| LogError::QueueFull {
-                    waited_ms: t.as_millis() as u64,
-                })??,
+            Some(t) => {
+                tokio::time::timeout(t, enqueue)
+                    .await
+                    .map_err(|_| LogError::QueueFull {
+                        waited_ms: t.as_millis() as u64,
+                    })??
+            }
         }
         rx.await.map_err(|_| LogError::Closed)?
     }
@@ -480,6 +482,14 @@ impl Log {
     /// Whether a failed write or fsync poisoned the log, and why.
     pub fn poisoned(&self) -> Option<String> {
         self.inner.shared.state.read().poisoned.clone()
+    }
+
+    /// Requests queued for the writer and not yet taken by it.
+    pub fn queue_depth(&self) -> usize {
+        self.inner
+            .tx
+            .as_ref()
+            .map_or(0, |tx| tx.max_capacity() - tx.capacity())
     }
 
     /// Writer counters since open.

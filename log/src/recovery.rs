@@ -11,7 +11,7 @@
 use crate::chain::chain_next;
 use crate::error::{LogError, Result};
 use crate::format::{
-    align_up, le_u32, le_u64, parse_segment_name, segment_name, RecordKind, SegmentHeader,
+    align_up, le_u32, le_u64, parse_segment_name, segment_name, RecordKind, SegmentHeader, ALIGN,
     FLAG_REDACTED, PREPARED_NAME, PREPARING_NAME, RECORD_HEADER_LEN,
 };
 use crate::log::{OpenMode, RecoveryReport};
@@ -23,33 +23,53 @@ use std::sync::Arc;
 
 const SCAN_CHUNK: usize = 1 << 20;
 
-/// A redaction intent: zero `len` bytes at `range_off` of the payload of the record at
-/// `(seq, record_offset)`.
+/// A redaction intent: zero `range_len` bytes at `range_off` of the payload of the record at
+/// `(seq, record_offset)`; `crc` is the record's crc once redacted, so recovery completes an
+/// interrupted redaction only when the record is exactly that one (other damage stays damage).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct RedactIntent {
     pub seq: u64,
     pub record_offset: u64,
     pub range_off: u32,
     pub range_len: u32,
+    pub crc: u32,
 }
 
 impl RedactIntent {
-    pub fn encode(&self) -> [u8; 24] {
-        let mut b = [0u8; 24];
+    pub fn encode(&self) -> [u8; 28] {
+        let mut b = [0u8; 28];
         b[0..8].copy_from_slice(&self.seq.to_le_bytes());
         b[8..16].copy_from_slice(&self.record_offset.to_le_bytes());
         b[16..20].copy_from_slice(&self.range_off.to_le_bytes());
         b[20..24].copy_from_slice(&self.range_len.to_le_bytes());
+        b[24..28].copy_from_slice(&self.crc.to_le_bytes());
         b
     }
     pub fn decode(b: &[u8]) -> Option<RedactIntent> {
-        (b.len() == 24).then(|| RedactIntent {
+        (b.len() == 28).then(|| RedactIntent {
             seq: le_u64(&b[0..8]),
             record_offset: le_u64(&b[8..16]),
             range_off: le_u32(&b[16..20]),
             range_len: le_u32(&b[20..24]),
+            crc: le_u32(&b[24..28]),
         })
     }
+}
+
+/// The bytes of a record after redacting `range_off..range_off+range_len` of its payload:
+/// flag set, range zeroed, crc rewritten. `rec` is the whole record as on disk.
+pub(crate) fn redacted_record(rec: &[u8], range_off: u32, range_len: u32) -> Option<Vec<u8>> {
+    let start = RECORD_HEADER_LEN.checked_add(range_off as usize)?;
+    let end = start.checked_add(range_len as usize)?;
+    if rec.len() < RECORD_HEADER_LEN || end > rec.len() {
+        return None;
+    }
+    let mut out = rec.to_vec();
+    out[start..end].fill(0);
+    out[9] |= FLAG_REDACTED;
+    let crc = crate::format::record_crc(&out);
+    out[4..8].copy_from_slice(&crc.to_le_bytes());
+    Some(out)
 }
 
 /// What recovery hands to the log.
@@ -158,7 +178,8 @@ pub(crate) fn zero_tail(file: &Arc<dyn VfsFile>, path: &Path, from: u64) -> Resu
     Ok(())
 }
 
-/// Rewrites one record as redacted: zeroes the range, sets the flag, rewrites the crc, fsyncs.
+/// Rewrites one record as redacted (zeroes the range, sets the flag, rewrites the crc) and
+/// fsyncs — only if the result is exactly the record the intent describes (its crc).
 pub(crate) fn apply_redaction(
     file: &Arc<dyn VfsFile>,
     path: &Path,
@@ -169,9 +190,7 @@ pub(crate) fn apply_redaction(
         .map_err(|e| LogError::io("read record to redact", path, e))?;
     let len = le_u32(&hdr[0..4]) as usize;
     let payload_len = le_u32(&hdr[12..16]) as usize;
-    if len != RECORD_HEADER_LEN + payload_len
-        || (intent.range_off as usize + intent.range_len as usize) > payload_len
-    {
+    if len != RECORD_HEADER_LEN + payload_len {
         return Err(corrupt(
             path,
             intent.record_offset,
@@ -181,12 +200,16 @@ pub(crate) fn apply_redaction(
     let mut rec = vec![0u8; len];
     file.read_exact_at(&mut rec, intent.record_offset)
         .map_err(|e| LogError::io("read record to redact", path, e))?;
-    let start = RECORD_HEADER_LEN + intent.range_off as usize;
-    rec[start..start + intent.range_len as usize].fill(0);
-    rec[9] |= FLAG_REDACTED;
-    let crc = crate::format::record_crc(&rec);
-    rec[4..8].copy_from_slice(&crc.to_le_bytes());
-    file.write_all_at(&rec[4..], intent.record_offset + 4)
+    let out = redacted_record(&rec, intent.range_off, intent.range_len)
+        .filter(|out| le_u32(&out[4..8]) == intent.crc)
+        .ok_or_else(|| {
+            corrupt(
+                path,
+                intent.record_offset,
+                "record checksum mismatch (damage in a record being redacted)",
+            )
+        })?;
+    file.write_all_at(&out[4..], intent.record_offset + 4)
         .map_err(|e| LogError::io("write redaction", path, e))?;
     file.sync_data()
         .map_err(|e| LogError::io("fsync redaction", path, e))
@@ -263,6 +286,7 @@ pub(crate) fn recover(
     let mut next_seq = seqs.last().map_or(1, |s| s + 1);
     let n = seqs.len();
     let mut torn: Option<(u64, u64)> = None; // (seq, offset)
+    let mut first_anchor: Option<(crate::types::LogPosition, PathBuf)> = None;
     for (i, &seq) in seqs.iter().enumerate() {
         let is_last = i + 1 == n;
         let path = dir.join(segment_name(seq));
@@ -279,7 +303,7 @@ pub(crate) fn recover(
                 // so a missing or torn one means the rotation never finished and nothing in it
                 // was acknowledged — unless a well-formed batch is there, which is damage.
                 let mut reader = BatchReader::new(&file, &path, 0, flen, SCAN_CHUNK);
-                if let Some(at) = reader.any_batch_after(0)? {
+                if let Some(at) = reader.any_batch_after(ALIGN)? {
                     return Err(corrupt(
                         &path,
                         0,
@@ -312,6 +336,7 @@ pub(crate) fn recover(
             ));
         }
         if i == 0 {
+            first_anchor = header.anchor.map(|a| (a, path.clone()));
             // the anchor is the log's head when this segment was started (an entry in a
             // deleted segment, or the purge point); the header's purge point is the base
             scan.state.last = header.anchor;
@@ -348,9 +373,10 @@ pub(crate) fn recover(
         report.segments += 1;
         let mut reader = BatchReader::new(&file, &path, data_start, flen, SCAN_CHUNK);
         loop {
+            // (offset of the failure, reason, where a later valid batch could start)
             let failure = match reader.next_batch()? {
                 Next::End => break,
-                Next::Bad { offset, reason } => (offset, reason),
+                Next::Bad { offset, reason } => (offset, reason, offset + ALIGN),
                 Next::Batch(b) => match parse_batch(&b) {
                     Ok(recs) => {
                         if let Some(p) = pending.take() {
@@ -368,14 +394,14 @@ pub(crate) fn recover(
                         });
                         continue;
                     }
-                    Err(reason) => (b.offset, reason),
+                    Err(reason) => (b.offset, reason, b.end()),
                 },
             };
-            let (offset, reason) = failure;
+            let (offset, reason, search_from) = failure;
             if !is_last {
                 return Err(corrupt(&path, offset, reason));
             }
-            if let Some(after) = reader.any_batch_after(offset)? {
+            if let Some(after) = reader.any_batch_after(search_from)? {
                 return Err(corrupt(
                     &path,
                     offset,
@@ -427,6 +453,20 @@ pub(crate) fn recover(
                 apply_redaction(&s.file, &s.path, intent)?;
                 report.redactions_repaired += 1;
             }
+        }
+    }
+    // Entries before the oldest segment must have been purged: otherwise segments are missing.
+    if let Some((anchor, path)) = &first_anchor {
+        if scan.state.purged.is_none_or(|p| p.index < anchor.index) {
+            return Err(corrupt(
+                path,
+                32,
+                format!(
+                    "older segments are missing: entries through {} were never purged but are \
+                     not in the log",
+                    anchor.index
+                ),
+            ));
         }
     }
     if rw {

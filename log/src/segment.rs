@@ -148,18 +148,29 @@ impl<'a> BatchReader<'a> {
         Ok(Next::Batch(batch))
     }
 
-    /// Looks for any well-formed batch header at an aligned offset in `(from, limit)`: used to
-    /// tell a torn tail (nothing valid after it) from damage in the middle.
+    /// Looks for a complete, valid batch (header, checksums, every record's crc) starting at an
+    /// aligned offset in `[from, limit)`: used to tell a torn tail (nothing valid after it) from
+    /// damage in the middle. Payload bytes that merely look like a batch header do not count.
     pub fn any_batch_after(&mut self, from: u64) -> Result<Option<u64>> {
-        let mut pos = align_up(from + 1);
+        let mut pos = align_up(from);
         while pos + BATCH_HEADER_LEN as u64 <= self.limit {
             if !self.ensure(pos, BATCH_HEADER_LEN)? {
                 return Ok(None);
             }
             let h = self.slice(pos, BATCH_HEADER_LEN);
             if let BatchProbe::Header(bh) = probe_batch(&h) {
-                if pos + (BATCH_HEADER_LEN as u64) + u64::from(bh.body_len) <= self.limit {
-                    return Ok(Some(pos));
+                let body_pos = pos + BATCH_HEADER_LEN as u64;
+                if body_pos + u64::from(bh.body_len) <= self.limit
+                    && self.ensure(body_pos, bh.body_len as usize)?
+                {
+                    let batch = Batch {
+                        offset: pos,
+                        header: bh,
+                        body: self.slice(body_pos, bh.body_len as usize),
+                    };
+                    if parse_batch(&batch).is_ok_and(|recs| recs.iter().all(|r| r.crc_ok)) {
+                        return Ok(Some(pos));
+                    }
                 }
             }
             pos += crate::format::ALIGN;

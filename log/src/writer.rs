@@ -21,7 +21,7 @@ use crate::format::{
 use crate::log::Shared;
 use crate::preparer::Preparer;
 use crate::reader::scan_raw;
-use crate::recovery::{apply_redaction, RedactIntent};
+use crate::recovery::{apply_redaction, redacted_record, RedactIntent};
 use crate::segment::ParsedRecord;
 use crate::state::SegState;
 use crate::types::{Durability, Entry, Hash, LogPosition, GENESIS_CHAIN};
@@ -76,7 +76,7 @@ pub(crate) fn request_bytes(op: &Op) -> usize {
             .sum(),
         Op::AppendNext(ps, _) => ps.iter().map(|(p, _)| RECORD_HEADER_LEN + p.len()).sum(),
         Op::Meta(m) => RECORD_HEADER_LEN + m.len(),
-        _ => RECORD_HEADER_LEN + 24,
+        _ => RECORD_HEADER_LEN + 32,
     }
 }
 
@@ -248,6 +248,11 @@ impl Writer {
         match op {
             Op::Append(entries) => {
                 let first = entries.first().map_or(0, |(e, _)| e.index);
+                if first.checked_add(entries.len() as u64).is_none() {
+                    return Err(LogError::Invalid(format!(
+                        "entries from index {first} would run past the largest index"
+                    )));
+                }
                 if let Some(expected) = g.next {
                     if first != expected {
                         return Err(LogError::OutOfOrder {
@@ -271,6 +276,11 @@ impl Writer {
             }
             Op::AppendNext(payloads, term) => {
                 let first = g.next.unwrap_or(0);
+                if first.checked_add(payloads.len() as u64).is_none() {
+                    return Err(LogError::Invalid(
+                        "the log has reached the largest index".into(),
+                    ));
+                }
                 for (i, (p, h)) in payloads.iter().enumerate() {
                     self.push_entry(g, first + i as u64, term, p, h);
                 }
@@ -305,6 +315,11 @@ impl Writer {
                 Ok(0)
             }
             Op::PurgeTo(pos) => {
+                if pos.index == u64::MAX {
+                    return Err(LogError::Invalid(
+                        "cannot purge to the largest index: nothing could follow it".into(),
+                    ));
+                }
                 let (first, last) = self.bounds();
                 let base = self.shared.state.read().base;
                 if base.is_some_and(|b| pos.index <= b.index) {
@@ -420,6 +435,14 @@ impl Writer {
             Ok(false)
         })?;
         let (path, record_offset, len) = found.ok_or_else(|| self.not_found(index))?;
+        let file = {
+            let st = self.shared.state.read();
+            st.segments
+                .values()
+                .find(|s| s.path == path)
+                .map(|s| s.file.clone())
+        }
+        .ok_or_else(|| LogError::Invalid("entry is not in a segment file".into()))?;
         if range.start >= range.end || range.end > len {
             return Err(LogError::Invalid(format!(
                 "redaction range {range:?} is not inside the payload of entry {index} \
@@ -431,11 +454,19 @@ impl Writer {
             .and_then(|n| n.to_str())
             .and_then(parse_segment_name)
             .ok_or_else(|| LogError::Invalid("entry is not in a segment file".into()))?;
+        let (range_off, range_len) = (range.start as u32, (range.end - range.start) as u32);
+        let mut rec = vec![0u8; RECORD_HEADER_LEN + len];
+        file.read_exact_at(&mut rec, record_offset)
+            .map_err(|e| LogError::io("read record to redact", &path, e))?;
+        let crc = redacted_record(&rec, range_off, range_len)
+            .map(|r| crate::format::le_u32(&r[4..8]))
+            .ok_or_else(|| LogError::Invalid("redaction range outside the record".into()))?;
         let intent = RedactIntent {
             seq,
             record_offset,
-            range_off: range.start as u32,
-            range_len: (range.end - range.start) as u32,
+            range_off,
+            range_len,
+            crc,
         };
         g.push(RawRecord {
             kind: RecordKind::Redact,

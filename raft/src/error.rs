@@ -1,10 +1,13 @@
-//! [`StoreError`] and [`CodecError`]: what the raft storage can fail with, and how that becomes
-//! openraft's [`StorageError`](openraft::StorageError) (which stops the raft node: every storage
-//! error is fatal to openraft).
+//! [`StoreError`], [`CodecError`] and [`SnapshotError`]: what the raft storage and the state
+//! machine can fail with, and how that becomes openraft's
+//! [`StorageError`](openraft::StorageError) (which stops the raft node: every storage error is
+//! fatal to openraft).
 
 use crate::types::{LogId, NodeId};
 use hearth_log::LogError;
+use hearth_projections::ProjectionError;
 use openraft::{AnyError, ErrorSubject, ErrorVerb, StorageIOError};
+use std::path::PathBuf;
 
 /// Bytes read back from disk that do not decode as what this crate wrote.
 #[derive(Debug, thiserror::Error)]
@@ -57,7 +60,71 @@ pub enum CodecError {
     },
 }
 
-/// An error of [`HearthLogStore`](crate::HearthLogStore) or
+/// A snapshot stream (see [`crate::snapshot`]) that is damaged, of an unknown format, or that does
+/// not match what it claims to be. Decoding never panics on any input: every defect is one of
+/// these.
+#[derive(Debug, thiserror::Error)]
+pub enum SnapshotError {
+    /// The stream ends before a field it announces.
+    #[error("snapshot stream is truncated: {what} needs {need} bytes, {left} left")]
+    Truncated {
+        /// The field being read.
+        what: &'static str,
+        /// Bytes the field needs.
+        need: u64,
+        /// Bytes left in the stream.
+        left: u64,
+    },
+    /// The stream does not start with the snapshot magic.
+    #[error("not a hearth snapshot stream (bad magic)")]
+    Magic,
+    /// Written by a newer (or unknown) format version.
+    #[error("snapshot stream has format version {found}; this build reads version {supported}")]
+    Version {
+        /// The version found.
+        found: u32,
+        /// The version this build reads.
+        supported: u32,
+    },
+    /// The blake3 checksum over the stream does not match: the bytes were damaged.
+    #[error("snapshot stream checksum mismatch: the stream is damaged")]
+    Checksum,
+    /// The metadata header does not decode.
+    #[error("snapshot header does not decode: {0}")]
+    Header(#[source] serde_json::Error),
+    /// The framing is inconsistent (bytes after the last file, a field too large, ...).
+    #[error("snapshot stream framing is invalid: {0}")]
+    Framing(String),
+    /// A file name in the stream is not a plain, unique file name.
+    #[error("snapshot stream names an unusable file {0:?}")]
+    BadFileName(String),
+    /// The stream's metadata differs from the metadata openraft installs it with.
+    #[error("snapshot stream holds snapshot {stream}, openraft installs it as {given}")]
+    MetaMismatch {
+        /// The metadata in the stream.
+        stream: String,
+        /// The metadata given to `install_snapshot`.
+        given: String,
+    },
+    /// The unpacked projection store has applied a different log id than the metadata says.
+    #[error("snapshot store has applied {found:?}, its metadata says {expected:?}")]
+    AppliedMismatch {
+        /// `(index, term)` from the metadata.
+        expected: Option<(u64, u64)>,
+        /// `(index, term)` the unpacked store reports.
+        found: Option<(u64, u64)>,
+    },
+    /// The unpacked projection store's digests differ from those in the metadata (damage, or a
+    /// different set of projections on the two nodes).
+    #[error("snapshot store digests differ from its metadata for tables {tables:?}")]
+    DigestMismatch {
+        /// Tables whose digest differs, or that only one side has.
+        tables: Vec<String>,
+    },
+}
+
+/// An error of [`HearthLogStore`](crate::HearthLogStore), of
+/// [`ProjectionStateMachine`](crate::ProjectionStateMachine) or of
 /// [`MemStateMachine`](crate::MemStateMachine).
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -96,6 +163,34 @@ pub enum StoreError {
     /// A snapshot does not decode, or does not match its metadata.
     #[error("snapshot is unusable: {0}")]
     Snapshot(String),
+    /// A snapshot stream is damaged or does not match its metadata.
+    #[error(transparent)]
+    SnapshotStream(#[from] SnapshotError),
+    /// The projection store failed.
+    #[error(transparent)]
+    Projections(#[from] ProjectionError),
+    /// A filesystem operation of the state machine failed.
+    #[error("{op} {path} failed: {source}")]
+    Io {
+        /// The operation, e.g. `"rename"`.
+        op: &'static str,
+        /// The path it was on.
+        path: PathBuf,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The state machine's own metadata file is damaged or of an unknown format.
+    #[error("state machine metadata {path} is unreadable: {reason}")]
+    CorruptSmMeta {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A blocking task of the state machine panicked or was cancelled.
+    #[error("state machine task failed: {0}")]
+    Task(String),
 }
 
 /// Shorthand for results of this crate.

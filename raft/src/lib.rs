@@ -1,4 +1,5 @@
-//! `hearth-raft`: openraft's log storage on hearth's write-ahead log.
+//! `hearth-raft`: openraft's log storage on hearth's write-ahead log, and its state machine on
+//! hearth's projections.
 //!
 //! [`HearthLogStore`] implements openraft's (0.9, `storage-v2`) [`RaftLogStorage`] on a
 //! [`hearth_log::Log`]: each raft entry is one log entry (same index, same term, the full log
@@ -19,10 +20,14 @@
 //! # let _ = (store, sm); Ok(()) }
 //! ```
 //!
+//! [`ProjectionStateMachine`] is openraft's `RaftStateMachine` on the projection runtime
+//! (`hearth_projections::ProjectionStore`): every committed entry is folded exactly once across
+//! crashes, and snapshots are RocksDB checkpoints of the store packed into one verified stream
+//! ([`snapshot`]). It passes the same conformance suite (`tests/suite_projections.rs`).
+//! [`MemStateMachine`] is an in-memory stand-in for tests.
+//!
 //! What it is **not**: the network (`RaftNetwork` over libp2p) and the node (start-up, cluster
-//! id, membership changes) live in `services/`; the real state machine (projections and their
-//! snapshots) comes with the projection runtime. [`MemStateMachine`] is an in-memory stand-in
-//! for tests.
+//! id, membership changes) live in `services/`.
 //!
 //! [`RaftLogStorage`]: openraft::storage::RaftLogStorage
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
@@ -30,14 +35,19 @@
 
 pub mod codec;
 mod error;
+mod files;
 mod log_store;
 mod mem_sm;
+pub mod projection_sm;
+pub mod snapshot;
 mod types;
 mod writer;
 
-pub use error::{CodecError, Result, StoreError};
+pub use error::{CodecError, Result, SnapshotError, StoreError};
 pub use log_store::{HearthLogStore, StoreOptions};
 pub use mem_sm::{MemState, MemStateMachine};
+pub use projection_sm::{ChainHeadSource, InstallHook, ProjectionStateMachine};
+pub use snapshot::SnapshotInfo;
 pub use types::{
     Applied, Entry, HearthNode, LogId, Membership, NodeId, Proposal, RaftMeta, Snapshot,
     SnapshotMeta, StorageError, StoredMembership, TypeConfig, Vote,
