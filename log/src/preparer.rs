@@ -2,7 +2,9 @@
 //! fsynced, so appends overwrite allocated blocks instead of extending the file (an extending
 //! write makes `fdatasync` also flush the inode's size and block map).
 //!
-//! Task: one thread, `hearth-log-prep`, woken whenever the writer takes a prepared segment.
+//! Task: one thread, `hearth-log-prep`, woken when the active segment is a quarter full (so the
+//! next one is ready before it is needed, without its 64 MiB of zeros competing with appends
+//! long before that).
 //! Without the thread (tests, read-only) the writer prepares inline when it rotates.
 
 use crate::error::{LogError, Result};
@@ -16,6 +18,8 @@ use std::thread::JoinHandle;
 #[derive(Debug, Default)]
 struct Slot {
     ready: bool,
+    /// The writer asked for the next segment (the active one is filling up).
+    wanted: bool,
     busy: bool,
     stop: bool,
     failed: Option<String>,
@@ -83,7 +87,7 @@ impl Preparer {
                     {
                         let (m, cv) = &*shared;
                         let mut s = m.lock();
-                        while s.ready && !s.stop {
+                        while (s.ready || !s.wanted) && !s.stop {
                             cv.wait(&mut s);
                         }
                         if s.stop {
@@ -129,8 +133,8 @@ impl Preparer {
         let (m, cv) = &*self.shared;
         let mut s = m.lock();
         if self.thread.is_some() {
-            // while not ready the thread is working on it, unless it failed and exited
-            while !s.ready && s.failed.is_none() {
+            // while wanted and not ready the thread is working on it, unless it failed
+            while !s.ready && s.wanted && s.failed.is_none() {
                 cv.wait(&mut s);
             }
         }
@@ -142,8 +146,18 @@ impl Preparer {
             .rename(&src, dst)
             .map_err(|e| LogError::io("rename prepared segment", dst, e))?;
         s.ready = false;
-        cv.notify_all();
+        s.wanted = false;
         Ok(())
+    }
+
+    /// Asks for the next segment to be prepared in the background (cheap; idempotent).
+    pub fn request(&self) {
+        let (m, cv) = &*self.shared;
+        let mut s = m.lock();
+        if !s.ready && !s.wanted {
+            s.wanted = true;
+            cv.notify_all();
+        }
     }
 }
 

@@ -651,6 +651,11 @@ impl Writer {
         }
         if let Some(s) = st.segments.get_mut(&seq) {
             s.end = offset + g.buf.len() as u64;
+            if s.end >= self.segment_size / 4 {
+                // start preparing the next segment: early enough that it is ready when this
+                // one fills, late enough not to compete with appends for nothing
+                self.preparer.request();
+            }
         }
     }
 

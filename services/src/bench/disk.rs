@@ -58,6 +58,21 @@ fn block() -> Vec<u8> {
     (0..BLOCK).map(|i| (i % 251) as u8).collect()
 }
 
+/// A short overwrite probe (the reference test) in a scratch file inside `dir`: run right before
+/// and right after each benchmark run, so that run's ratio is taken against the disk as it was
+/// at that moment (a VM's disk drifts by 10% and more over seconds).
+pub fn overwrite_probe(dir: &Path) -> anyhow::Result<DiskResult> {
+    let scratch = tempfile::Builder::new()
+        .prefix("hearth-bench-")
+        .tempdir_in(dir)
+        .with_context(|| format!("create a scratch directory in {}", dir.display()))?;
+    let r = overwrite_test(&scratch.path().join("probe.dat"))?;
+    scratch
+        .close()
+        .with_context(|| format!("remove scratch directory in {}", dir.display()))?;
+    Ok(r)
+}
+
 /// 4 KiB appends to a fresh file, each followed by `fdatasync` (which must also persist the
 /// new file size).
 fn extend_test(path: &Path) -> anyhow::Result<DiskResult> {

@@ -103,6 +103,7 @@ pub fn run(
     drop(runtime);
     let report = RunReport {
         ratio_to_baseline: (baseline_iops > 0.0).then(|| report.events_per_s / baseline_iops),
+        baseline_iops,
         ..report
     };
     Ok(RunOutcome {
@@ -195,6 +196,7 @@ async fn run_async(
         p999_us: lat.p999_us,
         max_us: lat.max_us,
         ratio_to_baseline: None,
+        baseline_iops: 0.0,
     };
     Ok((report, events_written))
 }

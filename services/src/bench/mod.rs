@@ -168,12 +168,13 @@ pub fn run_log(args: &BenchLogArgs, out: &mut dyn Write) -> anyhow::Result<()> {
             warmup,
         };
         let rss_start = rss::rss_kib();
-        let outcome = log_bench::run(
-            &args.dir,
-            &cfg,
-            payloads.clone(),
-            baseline.overwrite_fdatasync_iops,
-        )?;
+        let before = disk::overwrite_probe(&args.dir)?;
+        let mut outcome = log_bench::run(&args.dir, &cfg, payloads.clone(), 0.0)?;
+        let after = disk::overwrite_probe(&args.dir)?;
+        let reference = (before.iops + after.iops) / 2.0;
+        outcome.report.baseline_iops = reference;
+        outcome.report.ratio_to_baseline =
+            (reference > 0.0).then(|| outcome.report.events_per_s / reference);
         if let Stop::Events(n) = stop {
             memory = Some(MemoryReport {
                 events: n,

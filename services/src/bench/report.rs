@@ -103,6 +103,9 @@ pub struct RunReport {
     pub max_us: u64,
     /// `events_per_s / overwrite_fdatasync_iops`; null if the baseline is zero.
     pub ratio_to_baseline: Option<f64>,
+    /// The overwrite fdatasync IOPS the ratio is taken against: the mean of probes right
+    /// before and right after this run.
+    pub baseline_iops: f64,
 }
 
 /// Replay of the largest run's log, single-threaded (see `bench::replay`).
@@ -200,7 +203,8 @@ pub fn write_table(r: &BenchReport, out: &mut dyn Write) -> std::io::Result<()> 
     )?;
     writeln!(
         out,
-        "  overwrite  {:>9.0} IOPS  p50 {:>6} us  p99 {:>6} us  ({} ops)  <- x baseline",
+        "  overwrite  {:>9.0} IOPS  p50 {:>6} us  p99 {:>6} us  ({} ops)  <- the reference; \
+         re-probed before and after each run",
         b.overwrite_fdatasync_iops, b.overwrite_p50_us, b.overwrite_p99_us, b.overwrite_ops
     )?;
     writeln!(out)?;
@@ -215,7 +219,7 @@ pub fn write_table(r: &BenchReport, out: &mut dyn Write) -> std::io::Result<()> 
     )?;
     writeln!(
         out,
-        "{:>7} {:>5} {:>11} {:>10} {:>9} {:>8} {:>8} {:>8} {:>8} {:>9}",
+        "{:>7} {:>5} {:>11} {:>10} {:>9} {:>8} {:>8} {:>8} {:>8} {:>9} {:>9}",
         "clients",
         "batch",
         "events/s",
@@ -225,12 +229,13 @@ pub fn write_table(r: &BenchReport, out: &mut dyn Write) -> std::io::Result<()> 
         "p50 us",
         "p99 us",
         "p99.9 us",
+        "base IOPS",
         "xbaseline"
     )?;
     for run in &r.runs {
         writeln!(
             out,
-            "{:>7} {:>5} {:>11.0} {:>10.0} {:>9.0} {:>8} {:>8} {:>8} {:>8} {:>9}",
+            "{:>7} {:>5} {:>11.0} {:>10.0} {:>9.0} {:>8} {:>8} {:>8} {:>8} {:>9.0} {:>9}",
             run.clients,
             run.batch,
             run.events_per_s,
@@ -240,6 +245,7 @@ pub fn write_table(r: &BenchReport, out: &mut dyn Write) -> std::io::Result<()> 
             run.p50_us,
             run.p99_us,
             run.p999_us,
+            run.baseline_iops,
             opt(run.ratio_to_baseline, 2),
         )?;
     }
