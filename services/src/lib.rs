@@ -2,10 +2,13 @@
 //!
 //! The binary (`src/main.rs`) only parses arguments; every command lives here so tests and later
 //! code (the server, the audit) can reuse it:
-//! * [`cli`] — operator commands on a data directory (`hearth log verify`, `hearth log dump`);
+//! * [`cli`] — operator commands on a data directory (`hearth serve`, `hearth id`,
+//!   `hearth log verify`, `hearth log dump`);
 //! * [`mod@bench`] — in-process benchmarks (`hearth bench log`), each measured against the disk's own
 //!   fdatasync baseline;
 //! * [`identity`] — the node's ed25519 key and PeerId (`DATA_DIR/identity.key`);
+//! * [`net`] — the node's libp2p swarm (TCP + noise + yamux, identify, ping) carrying
+//!   `/hearth/raft/1` requests, members-only and cluster-checked, as an actor task;
 //! * [`paths`] — where things live inside a node's data directory;
 //! * [`telemetry`] — tracing set-up (text or JSON on stderr).
 #![deny(clippy::unwrap_used)]
@@ -14,5 +17,6 @@ pub mod bench;
 pub mod cli;
 pub mod hex;
 pub mod identity;
+pub mod net;
 pub mod paths;
 pub mod telemetry;

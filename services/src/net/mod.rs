@@ -1,0 +1,534 @@
+//! Node-to-node transport: one libp2p swarm per node, owned by the **`hearth-net` actor task**.
+//!
+//! [`NetHandle::start`] builds the swarm ([`swarm`]), starts listening, and spawns the
+//! `hearth-net` task (a tokio task, traced under the `hearth-net` span), which alone owns the
+//! swarm. Everything else talks to it through a cheap, cloneable [`NetHandle`] that sends
+//! [`Command`]s over a bounded mpsc channel and gets answers on oneshot channels:
+//! [`NetHandle::dial`], [`NetHandle::request`], [`NetHandle::listen_addrs`],
+//! [`NetHandle::set_members`], [`NetHandle::stats`], [`NetHandle::shutdown`].
+//!
+//! Raft RPCs travel on `/hearth/raft/1` ([`codec`]) as opaque bytes: this module knows nothing
+//! of openraft. Inbound requests are checked by the actor *before* any handler runs:
+//! 1. the request's cluster id must be this node's, else the answer is
+//!    [`status::WRONG_CLUSTER`] (counted in [`NetStats::wrong_cluster_requests`]);
+//! 2. the sender's PeerId must be in the member set given to [`NetHandle::set_members`], else the
+//!    answer is [`status::NOT_MEMBER`] (counted in [`NetStats::refused_requests`]).
+//!
+//! Accepted requests go to the [`RaftInbound`] handler, each in its own task so a slow handler
+//! never blocks the swarm; the actor sends the answer back when the task finishes. Handler tasks
+//! are aborted when the actor stops.
+
+pub mod codec;
+pub mod swarm;
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use futures::StreamExt as _;
+use libp2p::identity::Keypair;
+use libp2p::request_response::{
+    self, InboundFailure, OutboundFailure, OutboundRequestId, ResponseChannel,
+};
+use libp2p::swarm::dial_opts::DialOpts;
+use libp2p::swarm::{ConnectionId, SwarmEvent};
+use libp2p::{Multiaddr, PeerId};
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinSet;
+use tracing::Instrument as _;
+
+pub use codec::{status, RaftRequest, RaftResponse, MAX_RAFT_BODY, MAX_RAFT_MESSAGE};
+use swarm::{NodeBehaviourEvent, NodeSwarm};
+
+/// Default bound on one raft request, from sending to response.
+pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Default time a connection with no open stream stays up.
+pub const DEFAULT_IDLE_CONNECTION_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// How long [`NetHandle::start`] waits for the listener to report its address.
+const LISTEN_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Capacity of the command channel into the actor.
+const COMMAND_CAPACITY: usize = 256;
+
+/// Why a network operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum NetError {
+    /// No response within the request timeout.
+    #[error("raft request timed out")]
+    Timeout,
+    /// The peer answered with a refusal (see [`status`]).
+    #[error("raft request refused by the peer: status {status} ({})", status::name(*status))]
+    Refused {
+        /// The response status.
+        status: u8,
+    },
+    /// The peer could not be reached.
+    #[error("dial failed: {0}")]
+    Dial(String),
+    /// The `hearth-net` actor has stopped.
+    #[error("the network actor has stopped")]
+    Closed,
+    /// A message could not be encoded or decoded (too large or malformed).
+    #[error("raft message codec error: {0}")]
+    Codec(String),
+    /// The connection closed before the response arrived.
+    #[error("connection closed before the response arrived")]
+    ConnectionClosed,
+    /// The peer does not speak `/hearth/raft/1`.
+    #[error("the peer does not speak /hearth/raft/1")]
+    UnsupportedProtocol,
+    /// Building the transport or listening failed.
+    #[error("transport: {0}")]
+    Transport(String),
+}
+
+/// Configuration of a node's transport.
+#[derive(Clone, Debug)]
+pub struct NetConfig {
+    /// Where to listen, e.g. `/ip4/127.0.0.1/tcp/7071` (`tcp/0` picks a free port).
+    pub listen: Multiaddr,
+    /// This node's cluster id; requests naming another are refused.
+    pub cluster_id: [u8; 16],
+    /// Bound on one outbound raft request.
+    pub request_timeout: Duration,
+    /// Time a connection with no open stream stays up.
+    pub idle_connection_timeout: Duration,
+}
+
+impl NetConfig {
+    /// Defaults (10 s request timeout, 60 s idle timeout) for `listen` and `cluster_id`.
+    pub fn new(listen: Multiaddr, cluster_id: [u8; 16]) -> Self {
+        Self {
+            listen,
+            cluster_id,
+            request_timeout: DEFAULT_REQUEST_TIMEOUT,
+            idle_connection_timeout: DEFAULT_IDLE_CONNECTION_TIMEOUT,
+        }
+    }
+}
+
+/// Handles raft requests that passed the cluster and membership checks.
+///
+/// The future may take as long as it needs (it runs in its own task), but the requester gives up
+/// after its request timeout.
+pub trait RaftInbound: Send + Sync + 'static {
+    /// Answers `req` from the member `from`.
+    fn handle(&self, from: PeerId, req: RaftRequest) -> BoxFuture<'_, RaftResponse>;
+}
+
+/// Counters kept by the actor.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct NetStats {
+    /// Requests refused because the sender is not a member.
+    pub refused_requests: u64,
+    /// Requests refused because they named another cluster.
+    pub wrong_cluster_requests: u64,
+    /// Requests handed to the handler.
+    pub handled_requests: u64,
+    /// Inbound requests that failed (unreadable, too large, timed out, connection lost).
+    pub inbound_failures: u64,
+    /// Incoming connections that failed before being established (e.g. garbage bytes).
+    pub incoming_connection_errors: u64,
+}
+
+/// Commands to the `hearth-net` actor.
+enum Command {
+    Dial {
+        addr: Multiaddr,
+        reply: oneshot::Sender<Result<PeerId, NetError>>,
+    },
+    Request {
+        peer: PeerId,
+        req: RaftRequest,
+        reply: oneshot::Sender<Result<RaftResponse, NetError>>,
+    },
+    AddPeerAddress {
+        peer: PeerId,
+        addr: Multiaddr,
+    },
+    ListenAddrs {
+        reply: oneshot::Sender<Vec<Multiaddr>>,
+    },
+    SetMembers {
+        members: HashSet<PeerId>,
+        reply: oneshot::Sender<()>,
+    },
+    Stats {
+        reply: oneshot::Sender<NetStats>,
+    },
+    Shutdown {
+        reply: oneshot::Sender<()>,
+    },
+}
+
+/// A handle on the `hearth-net` actor. Cloning is cheap; the actor stops on
+/// [`NetHandle::shutdown`] or when every handle is dropped.
+#[derive(Clone, Debug)]
+pub struct NetHandle {
+    commands: mpsc::Sender<Command>,
+    local_peer_id: PeerId,
+}
+
+impl NetHandle {
+    /// Builds the swarm for `keypair`, listens on `config.listen` (waiting until the listener
+    /// reports its address) and spawns the `hearth-net` actor. Must be called inside a tokio
+    /// runtime.
+    pub async fn start(
+        keypair: &Keypair,
+        config: NetConfig,
+        inbound: Arc<dyn RaftInbound>,
+    ) -> Result<NetHandle, NetError> {
+        let mut swarm = swarm::build_swarm(
+            keypair,
+            config.request_timeout,
+            config.idle_connection_timeout,
+        )?;
+        swarm
+            .listen_on(config.listen.clone())
+            .map_err(|e| NetError::Transport(format!("listen on {}: {e}", config.listen)))?;
+        let wait_listening = async {
+            loop {
+                match swarm.select_next_some().await {
+                    SwarmEvent::NewListenAddr { .. } => return Ok(()),
+                    SwarmEvent::ListenerError { error, .. } => {
+                        return Err(NetError::Transport(format!(
+                            "listen on {}: {error}",
+                            config.listen
+                        )))
+                    }
+                    SwarmEvent::ListenerClosed { reason, .. } => {
+                        return Err(NetError::Transport(format!(
+                            "listen on {}: listener closed: {reason:?}",
+                            config.listen
+                        )))
+                    }
+                    _ => {}
+                }
+            }
+        };
+        tokio::time::timeout(LISTEN_TIMEOUT, wait_listening)
+            .await
+            .map_err(|_| {
+                NetError::Transport(format!("listen on {}: timed out", config.listen))
+            })??;
+
+        let local_peer_id = *swarm.local_peer_id();
+        let (commands, rx) = mpsc::channel(COMMAND_CAPACITY);
+        let actor = Actor {
+            swarm,
+            cluster_id: config.cluster_id,
+            inbound,
+            members: HashSet::new(),
+            stats: NetStats::default(),
+            pending_dials: HashMap::new(),
+            pending_requests: HashMap::new(),
+            handlers: JoinSet::new(),
+        };
+        let span = tracing::info_span!("hearth-net", peer = %local_peer_id);
+        tokio::spawn(actor.run(rx).instrument(span));
+        Ok(NetHandle {
+            commands,
+            local_peer_id,
+        })
+    }
+
+    /// This node's PeerId.
+    pub fn local_peer_id(&self) -> PeerId {
+        self.local_peer_id
+    }
+
+    async fn call<T>(
+        &self,
+        make: impl FnOnce(oneshot::Sender<T>) -> Command,
+    ) -> Result<T, NetError> {
+        let (tx, rx) = oneshot::channel();
+        self.commands
+            .send(make(tx))
+            .await
+            .map_err(|_| NetError::Closed)?;
+        rx.await.map_err(|_| NetError::Closed)
+    }
+
+    /// Connects to `addr`; returns the PeerId the remote proved (noise handshake).
+    pub async fn dial(&self, addr: Multiaddr) -> Result<PeerId, NetError> {
+        self.call(|reply| Command::Dial { addr, reply }).await?
+    }
+
+    /// Remembers an address for `peer`, used when a request needs a new connection.
+    pub async fn add_peer_address(&self, peer: PeerId, addr: Multiaddr) -> Result<(), NetError> {
+        self.commands
+            .send(Command::AddPeerAddress { peer, addr })
+            .await
+            .map_err(|_| NetError::Closed)
+    }
+
+    /// Sends `req` to `peer` and waits for its answer (bounded by the request timeout).
+    ///
+    /// A response whose status is not [`status::OK`] is [`NetError::Refused`]; a body larger than
+    /// [`MAX_RAFT_BODY`] is [`NetError::Codec`] without anything being sent.
+    pub async fn request(&self, peer: PeerId, req: RaftRequest) -> Result<RaftResponse, NetError> {
+        if req.body.len() > MAX_RAFT_BODY {
+            return Err(NetError::Codec(format!(
+                "request body of {} bytes exceeds the limit of {MAX_RAFT_BODY} bytes",
+                req.body.len()
+            )));
+        }
+        let resp = self
+            .call(|reply| Command::Request { peer, req, reply })
+            .await??;
+        if resp.status != status::OK {
+            return Err(NetError::Refused {
+                status: resp.status,
+            });
+        }
+        Ok(resp)
+    }
+
+    /// Addresses this node listens on.
+    pub async fn listen_addrs(&self) -> Result<Vec<Multiaddr>, NetError> {
+        self.call(|reply| Command::ListenAddrs { reply }).await
+    }
+
+    /// Replaces the set of PeerIds allowed to send raft requests. Returns once the actor applies it.
+    pub async fn set_members(&self, members: HashSet<PeerId>) -> Result<(), NetError> {
+        self.call(|reply| Command::SetMembers { members, reply })
+            .await
+    }
+
+    /// The actor's counters.
+    pub async fn stats(&self) -> Result<NetStats, NetError> {
+        self.call(|reply| Command::Stats { reply }).await
+    }
+
+    /// Stops the actor: pending requests fail with [`NetError::Closed`], handler tasks are
+    /// aborted, connections and listeners close. Returns once the swarm is dropped.
+    pub async fn shutdown(&self) -> Result<(), NetError> {
+        self.call(|reply| Command::Shutdown { reply }).await
+    }
+}
+
+type HandlerOutcome = (ResponseChannel<RaftResponse>, RaftResponse);
+
+/// The `hearth-net` actor: owns the swarm and every piece of state that goes with it.
+struct Actor {
+    swarm: NodeSwarm,
+    cluster_id: [u8; 16],
+    inbound: Arc<dyn RaftInbound>,
+    members: HashSet<PeerId>,
+    stats: NetStats,
+    pending_dials: HashMap<ConnectionId, oneshot::Sender<Result<PeerId, NetError>>>,
+    pending_requests: HashMap<OutboundRequestId, oneshot::Sender<Result<RaftResponse, NetError>>>,
+    handlers: JoinSet<HandlerOutcome>,
+}
+
+impl Actor {
+    async fn run(mut self, mut commands: mpsc::Receiver<Command>) {
+        tracing::debug!("hearth-net actor started");
+        let shutdown_reply = loop {
+            tokio::select! {
+                cmd = commands.recv() => match cmd {
+                    None => break None,
+                    Some(Command::Shutdown { reply }) => break Some(reply),
+                    Some(cmd) => self.on_command(cmd),
+                },
+                event = self.swarm.select_next_some() => self.on_swarm_event(event),
+                Some(done) = self.handlers.join_next(), if !self.handlers.is_empty() => {
+                    match done {
+                        Ok((channel, resp)) => self.respond(channel, resp),
+                        Err(e) => {
+                            tracing::warn!(error = %e, "raft request handler failed");
+                            self.stats.inbound_failures += 1;
+                        }
+                    }
+                }
+            }
+        };
+        self.handlers.abort_all();
+        for (_, reply) in self.pending_requests.drain() {
+            let _ = reply.send(Err(NetError::Closed));
+        }
+        for (_, reply) in self.pending_dials.drain() {
+            let _ = reply.send(Err(NetError::Closed));
+        }
+        drop(self.swarm);
+        tracing::debug!("hearth-net actor stopped");
+        if let Some(reply) = shutdown_reply {
+            let _ = reply.send(());
+        }
+    }
+
+    fn on_command(&mut self, cmd: Command) {
+        match cmd {
+            Command::Dial { addr, reply } => {
+                let opts = DialOpts::unknown_peer_id().address(addr).build();
+                let id = opts.connection_id();
+                match self.swarm.dial(opts) {
+                    Ok(()) => {
+                        self.pending_dials.insert(id, reply);
+                    }
+                    Err(e) => {
+                        let _ = reply.send(Err(NetError::Dial(e.to_string())));
+                    }
+                }
+            }
+            Command::Request { peer, req, reply } => {
+                let id = self.swarm.behaviour_mut().raft.send_request(&peer, req);
+                self.pending_requests.insert(id, reply);
+            }
+            Command::AddPeerAddress { peer, addr } => self.swarm.add_peer_address(peer, addr),
+            Command::ListenAddrs { reply } => {
+                let _ = reply.send(self.swarm.listeners().cloned().collect());
+            }
+            Command::SetMembers { members, reply } => {
+                self.members = members;
+                let _ = reply.send(());
+            }
+            Command::Stats { reply } => {
+                let _ = reply.send(self.stats);
+            }
+            Command::Shutdown { reply } => {
+                // Handled in `run`; unreachable here, but answer anyway.
+                let _ = reply.send(());
+            }
+        }
+    }
+
+    fn on_swarm_event(&mut self, event: SwarmEvent<NodeBehaviourEvent>) {
+        match event {
+            SwarmEvent::ConnectionEstablished {
+                peer_id,
+                connection_id,
+                ..
+            } => {
+                if let Some(reply) = self.pending_dials.remove(&connection_id) {
+                    let _ = reply.send(Ok(peer_id));
+                }
+            }
+            SwarmEvent::OutgoingConnectionError {
+                connection_id,
+                error,
+                ..
+            } => {
+                if let Some(reply) = self.pending_dials.remove(&connection_id) {
+                    let _ = reply.send(Err(NetError::Dial(error.to_string())));
+                }
+            }
+            SwarmEvent::IncomingConnectionError {
+                send_back_addr,
+                error,
+                ..
+            } => {
+                self.stats.incoming_connection_errors += 1;
+                tracing::debug!(from = %send_back_addr, %error, "incoming connection failed");
+            }
+            SwarmEvent::Behaviour(NodeBehaviourEvent::Raft(event)) => self.on_raft_event(event),
+            SwarmEvent::Behaviour(NodeBehaviourEvent::Identify(event)) => {
+                tracing::trace!(?event, "identify");
+            }
+            SwarmEvent::Behaviour(NodeBehaviourEvent::Ping(event)) => {
+                tracing::trace!(?event, "ping");
+            }
+            _ => {}
+        }
+    }
+
+    fn on_raft_event(&mut self, event: request_response::Event<RaftRequest, RaftResponse>) {
+        match event {
+            request_response::Event::Message { peer, message, .. } => match message {
+                request_response::Message::Request {
+                    request, channel, ..
+                } => self.on_request(peer, request, channel),
+                request_response::Message::Response {
+                    request_id,
+                    response,
+                } => {
+                    if let Some(reply) = self.pending_requests.remove(&request_id) {
+                        let _ = reply.send(Ok(response));
+                    }
+                }
+            },
+            request_response::Event::OutboundFailure {
+                peer,
+                request_id,
+                error,
+                ..
+            } => {
+                tracing::debug!(%peer, %error, "raft request failed");
+                if let Some(reply) = self.pending_requests.remove(&request_id) {
+                    let _ = reply.send(Err(outbound_error(error)));
+                }
+            }
+            request_response::Event::InboundFailure { peer, error, .. } => {
+                if !matches!(error, InboundFailure::ResponseOmission) {
+                    self.stats.inbound_failures += 1;
+                }
+                tracing::debug!(%peer, %error, "inbound raft request failed");
+            }
+            request_response::Event::ResponseSent { .. } => {}
+        }
+    }
+
+    fn on_request(
+        &mut self,
+        peer: PeerId,
+        request: RaftRequest,
+        channel: ResponseChannel<RaftResponse>,
+    ) {
+        if request.cluster_id != self.cluster_id {
+            self.stats.wrong_cluster_requests += 1;
+            tracing::warn!(%peer, "raft request for another cluster refused");
+            self.respond(
+                channel,
+                RaftResponse::refused(self.cluster_id, status::WRONG_CLUSTER),
+            );
+            return;
+        }
+        if !self.members.contains(&peer) {
+            self.stats.refused_requests += 1;
+            tracing::warn!(%peer, "raft request from a non-member refused");
+            self.respond(
+                channel,
+                RaftResponse::refused(self.cluster_id, status::NOT_MEMBER),
+            );
+            return;
+        }
+        self.stats.handled_requests += 1;
+        let inbound = Arc::clone(&self.inbound);
+        self.handlers.spawn(async move {
+            let resp = inbound.handle(peer, request).await;
+            (channel, resp)
+        });
+    }
+
+    fn respond(&mut self, channel: ResponseChannel<RaftResponse>, mut resp: RaftResponse) {
+        if resp.body.len() > MAX_RAFT_BODY {
+            tracing::error!(
+                len = resp.body.len(),
+                "raft handler answer exceeds MAX_RAFT_MESSAGE; answering MALFORMED"
+            );
+            resp = RaftResponse::refused(self.cluster_id, status::MALFORMED);
+        }
+        if self
+            .swarm
+            .behaviour_mut()
+            .raft
+            .send_response(channel, resp)
+            .is_err()
+        {
+            tracing::debug!("raft response dropped: the requester is gone");
+        }
+    }
+}
+
+fn outbound_error(error: OutboundFailure) -> NetError {
+    match error {
+        OutboundFailure::DialFailure => NetError::Dial("no connection to the peer".into()),
+        OutboundFailure::Timeout => NetError::Timeout,
+        OutboundFailure::ConnectionClosed => NetError::ConnectionClosed,
+        OutboundFailure::UnsupportedProtocols => NetError::UnsupportedProtocol,
+        OutboundFailure::Io(e) => NetError::Codec(e.to_string()),
+    }
+}
