@@ -70,7 +70,8 @@ pub(crate) struct Stats {
 #[derive(Debug)]
 pub(crate) struct Shared {
     pub state: RwLock<State>,
-    /// Readers hold it shared while reading; a redaction's in-place rewrite holds it exclusive.
+    /// Readers hold it shared while reading (recursively, so a scan callback may read again
+    /// while a redaction waits); a redaction's in-place rewrite holds it exclusive.
     pub redact_lock: RwLock<()>,
     pub stats: Stats,
 }
@@ -417,7 +418,7 @@ impl Log {
         let Some((lo, hi)) = clamp(&self.inner.shared.state, lo, hi) else {
             return Ok(());
         };
-        let _g = self.inner.shared.redact_lock.read();
+        let _g = self.inner.shared.redact_lock.read_recursive();
         let state = &self.inner.shared.state;
         let mut cb = |r: &crate::segment::ParsedRecord, _: &Path| f(r.to_record());
         match level {
@@ -432,7 +433,7 @@ impl Log {
         let mut rep = VerifyReport::default();
         let (lo, hi) = bounds(range);
         if let Some((lo, hi)) = clamp(&self.inner.shared.state, lo, hi) {
-            let _g = self.inner.shared.redact_lock.read();
+            let _g = self.inner.shared.redact_lock.read_recursive();
             scan_verified(&self.inner.shared.state, lo, hi, true, &mut |r, _| {
                 let pos = LogPosition {
                     index: r.index,

@@ -170,3 +170,50 @@ async fn buffer_mode_and_out_of_order() {
     let _ = Arc::new(()) as Arc<dyn std::any::Any>;
     let _: Option<&dyn Vfs> = None;
 }
+
+/// A scan callback that reads the log again while a redaction waits for the redaction lock must
+/// not deadlock (readers take the lock recursively).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nested_read_while_a_redaction_waits() {
+    use std::sync::mpsc::channel;
+    use std::time::{Duration, Instant};
+    let dir = tempfile::tempdir().unwrap();
+    let log = Log::open(dir.path(), small_opts()).unwrap();
+    log.append(entries(1, 3, 1)).await.unwrap();
+    let (started_tx, started_rx) = channel();
+    let (go_tx, go_rx) = channel::<()>();
+    let (done_tx, done_rx) = channel();
+    let reader = {
+        let log = log.clone();
+        std::thread::spawn(move || {
+            log.scan(1..=1, |_| {
+                started_tx.send(()).unwrap();
+                let _ = go_rx.recv_timeout(Duration::from_secs(20));
+                assert_eq!(log.read(2..=2)?.len(), 1);
+                Ok(true)
+            })
+            .unwrap();
+            done_tx.send(()).unwrap();
+        })
+    };
+    started_rx.recv().unwrap();
+    let before = log.stats().bytes;
+    let redact = tokio::spawn({
+        let log = log.clone();
+        async move { log.redact(3, 0..2).await }
+    });
+    // the redaction intent is durable; the writer now goes for the redaction lock
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while log.stats().bytes == before {
+        assert!(Instant::now() < deadline, "redaction intent never written");
+        tokio::task::yield_now().await;
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    go_tx.send(()).unwrap();
+    done_rx
+        .recv_timeout(Duration::from_secs(20))
+        .expect("nested read deadlocked behind a waiting redaction");
+    reader.join().unwrap();
+    redact.await.unwrap().unwrap();
+    assert!(log.read(3..=3).unwrap()[0].redacted);
+}
