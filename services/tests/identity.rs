@@ -3,28 +3,15 @@
 //! same PeerId that `hearth serve` reported at start.
 
 use hearth_services::identity::{verify, IdentityError, NodeIdentity};
-use std::io::{BufRead, BufReader, Read};
+use std::io::Read;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// Kills (and reaps) the child on every way out of a test.
-struct Guard(Child);
-impl Drop for Guard {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+mod common;
 
-const LIMIT: Duration = Duration::from_secs(20);
-
-fn hearth() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_hearth"));
-    c.env_remove("HEARTH_DATA_DIR");
-    c
-}
+use common::{hearth, sigterm_and_wait, start_serve, Guard, LIMIT};
 
 struct Output {
     code: Option<i32>,
@@ -285,31 +272,8 @@ fn id_on_a_fresh_dir_creates_nothing() {
 fn serve_creates_the_identity_that_id_prints() {
     let dir = tempfile::tempdir().expect("tempdir");
     let data = dir.path().join("node");
-    let mut child = Guard(
-        hearth()
-            .args(["serve", "--data-dir"])
-            .arg(&data)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn serve"),
-    );
-    let stdout = child.0.stdout.take().expect("stdout");
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
-    let deadline = Instant::now() + LIMIT;
-    let mut lines: Vec<String> = Vec::new();
-    while !lines.iter().any(|l| l.contains("running")) {
-        let left = deadline.saturating_duration_since(Instant::now());
-        lines.push(
-            rx.recv_timeout(left)
-                .unwrap_or_else(|e| panic!("serve did not report running ({e}): {lines:?}")),
-        );
-    }
+    let mut serve = start_serve(&data);
+    let lines = &serve.startup;
     let start_line = lines
         .iter()
         .find(|l| l.contains("peer id "))
@@ -322,20 +286,7 @@ fn serve_creates_the_identity_that_id_prints() {
         .to_string();
     assert!(served.starts_with("12D3Koo"), "{start_line}");
 
-    let pid = child.0.id().to_string();
-    assert!(Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .expect("kill")
-        .success());
-    let start = Instant::now();
-    let status = loop {
-        if let Some(s) = child.0.try_wait().expect("try_wait") {
-            break s;
-        }
-        assert!(start.elapsed() < LIMIT, "serve did not stop");
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let status = sigterm_and_wait(&mut serve.child);
     assert_eq!(status.code(), Some(0));
 
     let mode = std::fs::metadata(key_file(&data))

@@ -1,0 +1,88 @@
+//! Shared by the tests that run `hearth` as a real process: a guard that kills and reaps the
+//! child on every way out, and starting / stopping `hearth serve`.
+#![allow(dead_code)] // each test binary uses its own subset
+
+use std::path::Path;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc::Receiver;
+use std::time::{Duration, Instant};
+
+/// How long a process may take to start or stop.
+pub const LIMIT: Duration = Duration::from_secs(20);
+
+/// Kills (and reaps) the child on every way out of a test.
+pub struct Guard(pub Child);
+impl Drop for Guard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The `hearth` binary, without a data dir inherited from the environment.
+pub fn hearth() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_hearth"));
+    c.env_remove("HEARTH_DATA_DIR");
+    c
+}
+
+/// A running `hearth serve`: its guard, the stdout lines up to and including `running…`, and
+/// the rest of stdout as it comes.
+pub struct Serve {
+    pub child: Guard,
+    pub startup: Vec<String>,
+    pub lines: Receiver<String>,
+}
+
+/// Starts `hearth serve --data-dir DATA` and waits (at most [`LIMIT`]) until it reports running.
+pub fn start_serve(data: &Path) -> Serve {
+    use std::io::{BufRead, BufReader};
+    let mut child = Guard(
+        hearth()
+            .args(["serve", "--data-dir"])
+            .arg(data)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn hearth serve"),
+    );
+    let stdout = child.0.stdout.take().expect("stdout");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let deadline = Instant::now() + LIMIT;
+    let mut startup: Vec<String> = Vec::new();
+    while !startup.iter().any(|l| l.starts_with("running")) {
+        let left = deadline.saturating_duration_since(Instant::now());
+        startup.push(
+            rx.recv_timeout(left)
+                .unwrap_or_else(|e| panic!("serve did not report running ({e}): {startup:?}")),
+        );
+    }
+    Serve {
+        child,
+        startup,
+        lines: rx,
+    }
+}
+
+/// Sends SIGTERM and waits (at most [`LIMIT`]) for the process to exit.
+pub fn sigterm_and_wait(child: &mut Guard) -> ExitStatus {
+    let pid = child.0.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .expect("kill")
+        .success());
+    let start = Instant::now();
+    loop {
+        if let Some(s) = child.0.try_wait().expect("try_wait") {
+            return s;
+        }
+        assert!(start.elapsed() < LIMIT, "serve did not stop");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
