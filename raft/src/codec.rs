@@ -95,6 +95,9 @@ pub struct NodeRecord {
     /// Multiaddr strings.
     #[prost(string, repeated, tag = "3")]
     pub addrs: Vec<String>,
+    /// HTTP API base URL (empty when unknown).
+    #[prost(string, tag = "4")]
+    pub http: String,
 }
 
 /// A full log id.
@@ -175,6 +178,7 @@ impl From<&Membership> for MembershipRecord {
                     node_id: *id,
                     peer_id: n.peer_id.clone(),
                     addrs: n.addrs.clone(),
+                    http: n.http.clone(),
                 })
                 .collect(),
         }
@@ -197,6 +201,7 @@ impl From<MembershipRecord> for Membership {
                     HearthNode {
                         peer_id: n.peer_id,
                         addrs: n.addrs,
+                        http: n.http,
                     },
                 )
             })
@@ -341,7 +346,11 @@ mod tests {
             "[a-zA-Z0-9]{0,52}",
             vec("/ip4/[0-9.]{1,15}/tcp/[0-9]{1,5}", 0..3),
         )
-            .prop_map(|(peer_id, addrs)| HearthNode { peer_id, addrs })
+            .prop_map(|(peer_id, addrs)| HearthNode {
+                peer_id,
+                addrs,
+                http: String::new(),
+            })
     }
 
     fn arb_membership() -> impl Strategy<Value = Membership> {

@@ -39,6 +39,7 @@ mod files;
 mod log_store;
 mod mem_sm;
 pub mod projection_sm;
+pub mod rpc;
 pub mod snapshot;
 mod types;
 mod writer;

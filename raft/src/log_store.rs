@@ -21,12 +21,19 @@ pub struct StoreOptions {
     /// Most bytes (payloads plus the log's per-record header) the writer puts in one
     /// `Log::append`. Must not exceed the log's `LogOptions::max_batch_bytes`. Default 4 MiB.
     pub max_append_bytes: usize,
+    /// How long a purge past the end of the log (openraft installing a snapshot) waits for the
+    /// snapshot's chain head ([`HearthLogStore::set_snapshot_chain`]) before restarting the log
+    /// from [`UNKNOWN_CHAIN`](crate::UNKNOWN_CHAIN). openraft issues that purge together with
+    /// the install, which runs concurrently on the state machine's task. Default 0 (no wait);
+    /// a node that wires the install hook sets it (hearth: 30 s).
+    pub snapshot_chain_wait: std::time::Duration,
 }
 
 impl Default for StoreOptions {
     fn default() -> Self {
         StoreOptions {
             max_append_bytes: 4 << 20,
+            snapshot_chain_wait: std::time::Duration::ZERO,
         }
     }
 }
@@ -97,6 +104,7 @@ impl HearthLogStore {
                 meta: meta.clone(),
                 ..State::default()
             }),
+            chain_set: tokio::sync::Notify::new(),
         });
         let (tx, rx) = mpsc::unbounded_channel();
         let writer = StoreWriter {
@@ -106,6 +114,7 @@ impl HearthLogStore {
             dirty: false,
             max_append_bytes: opts.max_append_bytes,
             failed: None,
+            snapshot_chain_wait: opts.snapshot_chain_wait,
         };
         tokio::spawn(writer.run());
         Ok(HearthLogStore { shared, tx })
@@ -129,6 +138,7 @@ impl HearthLogStore {
     /// [`UNKNOWN_CHAIN`](crate::UNKNOWN_CHAIN).
     pub fn set_snapshot_chain(&self, position: LogPosition) {
         self.shared.state.lock().snapshot_chain = Some(position);
+        self.shared.chain_set.notify_waiters();
     }
 
     /// Writes the metadata record now if a committed log id is waiting for the next write

@@ -130,7 +130,7 @@ impl RaftStateMachine<TypeConfig> for MemStateMachine {
                     inner.state.last_membership = StoredMembership::new(Some(id), m);
                 }
             }
-            out.push(Applied { index: id.index });
+            out.push(Applied::at(id.index));
         }
         Ok(out)
     }

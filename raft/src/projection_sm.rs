@@ -96,7 +96,7 @@ use crate::snapshot::{decode_snapshot, encode_snapshot, SnapshotFile, SnapshotIn
 use crate::types::{
     Applied, Entry, LogId, Snapshot, SnapshotMeta, StorageError, StoredMembership, TypeConfig,
 };
-use hearth_projections::{CommittedEntry, Digests, Projection, ProjectionStore};
+use hearth_projections::{CommittedEntry, Digests, Outcome, Projection, ProjectionStore};
 use openraft::storage::RaftStateMachine;
 use openraft::{EntryPayload, ErrorSubject, ErrorVerb, OptionalSend, RaftSnapshotBuilder};
 use parking_lot::{Mutex, RwLock};
@@ -210,13 +210,14 @@ impl Inner {
     fn apply(&mut self, state_dir: &Path, entries: Vec<Entry>) -> Result<Vec<Applied>> {
         let mut pending: Vec<CommittedEntry> = Vec::with_capacity(entries.len());
         let mut out = Vec::with_capacity(entries.len());
+        let mut rejected: Vec<(u64, String)> = Vec::new();
         for entry in entries {
             let id = entry.log_id;
             let prev = self.last_applied;
             if let Some(prev) = prev {
                 if id.index <= prev.index {
                     tracing::warn!(%id, %prev, "entry at or below the applied index: skipped");
-                    out.push(Applied { index: id.index });
+                    out.push(Applied::at(id.index));
                     continue;
                 }
             }
@@ -227,7 +228,7 @@ impl Inner {
             let new_leader = prev.map(|p| p.leader_id) != Some(id.leader_id);
             if new_leader || membership.is_some() {
                 let store = self.store()?;
-                store.apply_batch(&pending)?;
+                note_rejections(&pending, store.apply_batch(&pending)?, &mut rejected);
                 pending.clear();
                 store.flush()?;
                 let mut meta = SmMeta {
@@ -265,10 +266,32 @@ impl Inner {
             if let Some(m) = membership {
                 self.membership = m;
             }
-            out.push(Applied { index: id.index });
+            out.push(Applied::at(id.index));
         }
-        self.store()?.apply_batch(&pending)?;
+        let outcomes = self.store()?.apply_batch(&pending)?;
+        note_rejections(&pending, outcomes, &mut rejected);
+        if !rejected.is_empty() {
+            for applied in &mut out {
+                if let Some((_, reason)) = rejected.iter().find(|(i, _)| *i == applied.index) {
+                    applied.rejected = Some(reason.clone());
+                }
+            }
+        }
         Ok(out)
+    }
+}
+
+/// Records which of `batch` the runtime rejected as a whole (a duplicate request id, an
+/// undecodable event), so the proposer learns it from the response.
+fn note_rejections(
+    batch: &[CommittedEntry],
+    outcomes: Vec<Outcome>,
+    into: &mut Vec<(u64, String)>,
+) {
+    for (entry, outcome) in batch.iter().zip(outcomes) {
+        if let Outcome::Rejected(r) = outcome {
+            into.push((entry.index, r.reason()));
+        }
     }
 }
 

@@ -16,6 +16,10 @@ pub struct HearthNode {
     pub peer_id: String,
     /// The node's listen multiaddrs, in their string form (`/ip4/…/tcp/…`).
     pub addrs: Vec<String>,
+    /// The node's HTTP API base URL (`http://127.0.0.1:7070`), where admin calls are forwarded
+    /// to the leader; empty when unknown.
+    #[serde(default)]
+    pub http: String,
 }
 
 /// The application data of a normal raft entry: one event envelope, as the bytes of a
@@ -37,10 +41,24 @@ impl Proposal {
 
 /// What applying an entry answers: the log index it was applied at (a read may wait until a
 /// node has applied it, for read-your-writes).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Applied {
     /// The index of the applied entry.
     pub index: u64,
+    /// Set when the projection runtime recorded the event as rejected instead of folding it
+    /// (a duplicate request id, an undecodable event): the reason. The entry stays in the log.
+    #[serde(default)]
+    pub rejected: Option<String>,
+}
+
+impl Applied {
+    /// Applied at `index`, not rejected.
+    pub fn at(index: u64) -> Self {
+        Applied {
+            index,
+            rejected: None,
+        }
+    }
 }
 
 openraft::declare_raft_types!(

@@ -42,6 +42,8 @@ pub const UNKNOWN_CHAIN: hearth_log::Hash = hearth_log::GENESIS_CHAIN;
 pub(crate) struct Shared {
     pub log: Log,
     pub state: Mutex<State>,
+    /// Woken when a snapshot's chain head arrives (see `purge`).
+    pub chain_set: tokio::sync::Notify,
 }
 
 /// What the handles see.
@@ -98,6 +100,8 @@ pub(crate) struct StoreWriter {
     /// Most bytes (payloads plus record headers) in one `Log::append`.
     pub max_append_bytes: usize,
     pub failed: Option<String>,
+    /// How long a purge past the end of the log waits for a snapshot's chain head.
+    pub snapshot_chain_wait: std::time::Duration,
 }
 
 impl StoreWriter {
@@ -294,13 +298,35 @@ impl StoreWriter {
         }
         self.meta.purged = Some(id);
         self.write_meta().await?;
-        let hint = {
-            let mut st = self.shared.state.lock();
-            st.meta.purged = Some(id);
-            st.snapshot_chain
-        };
+        self.shared.state.lock().meta.purged = Some(id);
+        let hint = self.wait_snapshot_chain(id).await;
         let r = purge_log(&self.shared.log, id, hint).await;
         r.inspect_err(|e| self.fail(e))
+    }
+}
+
+impl StoreWriter {
+    /// The snapshot chain head for a purge through `id`. When the purge goes past the end of
+    /// the log (a snapshot is being installed), waits a while for the install
+    /// to hand over the head of exactly that log id (`StoreOptions::snapshot_chain_wait`).
+    async fn wait_snapshot_chain(&self, id: LogId) -> Option<LogPosition> {
+        let matches = |h: &Option<LogPosition>| {
+            h.is_some_and(|h| h.index == id.index && h.term == id.leader_id.term)
+        };
+        let past_end = self
+            .shared
+            .log
+            .last()
+            .is_none_or(|last| id.index > last.index);
+        let deadline = tokio::time::Instant::now() + self.snapshot_chain_wait;
+        loop {
+            let notified = self.shared.chain_set.notified();
+            let hint = self.shared.state.lock().snapshot_chain;
+            if !past_end || matches(&hint) || tokio::time::Instant::now() >= deadline {
+                return hint;
+            }
+            let _ = tokio::time::timeout_at(deadline, notified).await;
+        }
     }
 }
 

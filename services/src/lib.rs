@@ -9,14 +9,20 @@
 //! * [`identity`] — the node's ed25519 key and PeerId (`DATA_DIR/identity.key`);
 //! * [`net`] — the node's libp2p swarm (TCP + noise + yamux, identify, ping) carrying
 //!   `/hearth/raft/1` requests, members-only and cluster-checked, as an actor task;
+//! * [`node`] — a running node: raft on the event log, the projections, the transport, joining
+//!   and membership, the write path;
+//! * [`http`] — the node's HTTP API (axum);
 //! * [`paths`] — where things live inside a node's data directory;
 //! * [`telemetry`] — tracing set-up (text or JSON on stderr).
 #![deny(clippy::unwrap_used)]
 
 pub mod bench;
 pub mod cli;
+pub mod fsutil;
 pub mod hex;
+pub mod http;
 pub mod identity;
 pub mod net;
+pub mod node;
 pub mod paths;
 pub mod telemetry;

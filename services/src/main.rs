@@ -7,7 +7,7 @@
 use clap::{Parser, Subcommand};
 use hearth_services::bench::BenchLogArgs;
 use hearth_services::cli::{
-    self, id::IdArgs, log_dump::DumpArgs, log_verify::VerifyArgs, serve::ServeArgs,
+    self, cluster, id::IdArgs, log_dump::DumpArgs, log_verify::VerifyArgs, serve::ServeArgs,
 };
 use hearth_services::telemetry::{self, LogFormat};
 use std::io::Write;
@@ -31,8 +31,12 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Run a node on a data directory (today: its durable event log) until SIGTERM/Ctrl-C.
+    /// Run a node until SIGTERM/Ctrl-C: founds a one-member cluster on an empty data directory,
+    /// or joins one with --join.
     Serve(ServeArgs),
+    /// Look at and change the cluster's membership.
+    #[command(subcommand)]
+    Cluster(ClusterCommand),
     /// Print the node's PeerId (its identity is created by the first `serve`).
     Id(IdArgs),
     /// Inspect a node's write-ahead log.
@@ -41,6 +45,16 @@ enum Command {
     /// Measure performance (against the disk's own fdatasync baseline).
     #[command(subcommand)]
     Bench(BenchCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum ClusterCommand {
+    /// Cluster id, leader, term, voters, learners, commit index, each member's lag.
+    Status(cluster::StatusArgs),
+    /// Remove a member (voter or learner) by PeerId.
+    Remove(cluster::RemoveArgs),
+    /// Offline: re-form a one-voter cluster from this node when a quorum is lost for good.
+    Recover(cluster::RecoverArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -72,6 +86,9 @@ fn main() {
     let mut out = std::io::BufWriter::new(stdout.lock());
     let result = match &cli.command {
         Command::Serve(args) => cli::serve::run(args, &mut out),
+        Command::Cluster(ClusterCommand::Status(args)) => cluster::status(args, &mut out),
+        Command::Cluster(ClusterCommand::Remove(args)) => cluster::remove(args, &mut out),
+        Command::Cluster(ClusterCommand::Recover(args)) => cluster::recover(args, &mut out),
         Command::Id(args) => cli::id::run(args, &mut out),
         Command::Log(LogCommand::Verify(args)) => cli::log_verify::run(args, &mut out),
         Command::Log(LogCommand::Dump(args)) => cli::log_dump::run(args, &mut out),

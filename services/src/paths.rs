@@ -7,6 +7,11 @@ pub fn log_dir(data_dir: &Path) -> PathBuf {
     data_dir.join("log")
 }
 
+/// The projection state machine's directory (RocksDB store, snapshots): `DATA_DIR/state`.
+pub fn state_dir(data_dir: &Path) -> PathBuf {
+    data_dir.join("state")
+}
+
 /// The node's identity key (ed25519, mode 0600): `DATA_DIR/identity.key`.
 pub fn identity_path(data_dir: &Path) -> PathBuf {
     data_dir.join("identity.key")

@@ -10,13 +10,14 @@ fn serve_starts_locks_and_stops_on_sigterm() {
     let data = dir.path().join("node");
     let mut serve = start_serve(&data);
     let lines = &serve.startup;
-    assert!(lines[0].contains("event log empty"), "{lines:?}");
+    assert!(lines[0].contains("(founded)"), "{lines:?}");
     assert!(data.join("log").is_dir());
 
     // a second node on the same data dir is refused with one readable line
     let second = hearth()
         .args(["serve", "--data-dir"])
         .arg(&data)
+        .args(common::FREE_PORTS)
         .output()
         .unwrap();
     assert_eq!(second.status.code(), Some(1));

@@ -1,74 +1,191 @@
-//! `hearth serve`: run a node on a data directory.
+//! `hearth serve`: run a node on a data directory until SIGTERM or Ctrl-C.
 //!
-//! Today a node is its identity and its durable event log: `serve` creates the data directory
-//! and the node's identity key ([`crate::identity`]) if needed, prints its PeerId, opens
-//! (and recovers) `DATA_DIR/log` read-write, holds the directory lock so no second process can
-//! open it, reports what it found, and runs until SIGTERM or Ctrl-C, when it stops the log's
-//! writer after every queued write and exits 0. Raft membership, the HTTP API and the
-//! libp2p swarm join this command with the cluster issue; nothing here pretends to serve them.
+//! Settings come from flags, then `HEARTH_*` environment variables (clap reads both; a flag wins),
+//! then the TOML file given with `--config` (same names, `snake_case`), then the defaults in
+//! [`NodeSettings`]. An empty data directory without `--join` founds a one-member cluster; with
+//! `--join URL` it asks that member to add it. On a signal the node stops accepting requests,
+//! lets in-flight ones finish, stops raft, flushes, and exits 0.
 
 use crate::hex::encode as hex;
-use crate::identity::NodeIdentity;
-use crate::paths::log_dir;
+use crate::node::{Node, NodeSettings, Retention};
 use anyhow::Context as _;
 use clap::Args;
-use hearth_log::{Log, LogOptions};
+use libp2p::Multiaddr;
+use serde::Deserialize;
 use std::io::Write;
-use std::path::PathBuf;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 
 /// Arguments of `hearth serve`.
-#[derive(Debug, Args)]
+#[derive(Debug, Args, Default)]
 pub struct ServeArgs {
-    /// The node's data directory (created if missing).
-    #[arg(long, env = "HEARTH_DATA_DIR", default_value = "./hearth-data")]
-    pub data_dir: PathBuf,
+    /// The node's data directory (created if missing) [default: ./hearth-data].
+    #[arg(long, env = "HEARTH_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// HTTP listener (API and admin) [default: 127.0.0.1:7070]; port 0 picks a free port.
+    #[arg(long, env = "HEARTH_HTTP")]
+    pub http: Option<SocketAddr>,
+    /// libp2p listener [default: /ip4/127.0.0.1/tcp/7071]; port 0 picks a free port.
+    #[arg(long, env = "HEARTH_P2P")]
+    pub p2p: Option<Multiaddr>,
+    /// Join the cluster of the member at this HTTP URL (only for a data directory that belongs
+    /// to no cluster yet).
+    #[arg(long, env = "HEARTH_JOIN")]
+    pub join: Option<String>,
+    /// Stay a learner after joining (laptops that sleep should not be voters).
+    #[arg(long, env = "HEARTH_LEARNER")]
+    pub learner: bool,
+    /// Token admin calls must carry; required when --http is not on loopback.
+    #[arg(long, env = "HEARTH_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<String>,
+    /// Build a raft snapshot every this many entries [default: 100000].
+    #[arg(long, env = "HEARTH_SNAPSHOT_EVERY")]
+    pub snapshot_every: Option<u64>,
+    /// Keep every log entry (keep-all, the default: audits start at the first entry) or purge
+    /// entries a snapshot covers (purge).
+    #[arg(long, env = "HEARTH_RETENTION", value_enum)]
+    pub retention: Option<Retention>,
+    /// Most writes in flight on this node before it answers 503 [default: 4096].
+    #[arg(long, env = "HEARTH_MAX_INFLIGHT")]
+    pub max_inflight: Option<usize>,
+    /// Most bytes of writes in flight before it answers 503 [default: 64 MiB].
+    #[arg(long, env = "HEARTH_MAX_INFLIGHT_BYTES")]
+    pub max_inflight_bytes: Option<usize>,
+    /// A TOML file with any of the settings above (flags and environment variables win).
+    #[arg(long, env = "HEARTH_CONFIG")]
+    pub config: Option<PathBuf>,
+}
+
+/// The TOML file's shape: the flags' names in `snake_case`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    data_dir: Option<PathBuf>,
+    http: Option<SocketAddr>,
+    p2p: Option<String>,
+    join: Option<String>,
+    learner: Option<bool>,
+    admin_token: Option<String>,
+    snapshot_every: Option<u64>,
+    retention: Option<Retention>,
+    max_inflight: Option<usize>,
+    max_inflight_bytes: Option<usize>,
+}
+
+fn load_file(path: &Path) -> anyhow::Result<FileConfig> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading config file {}", path.display()))?;
+    toml::from_str(&text).with_context(|| format!("config file {}", path.display()))
+}
+
+impl ServeArgs {
+    /// The node settings: flags/env, then the config file, then defaults.
+    pub fn settings(&self) -> anyhow::Result<NodeSettings> {
+        let file = match &self.config {
+            Some(p) => load_file(p)?,
+            None => FileConfig::default(),
+        };
+        let data_dir = self
+            .data_dir
+            .clone()
+            .or(file.data_dir)
+            .unwrap_or_else(|| PathBuf::from(crate::node::settings::DEFAULT_DATA_DIR));
+        let mut s = NodeSettings::new(data_dir);
+        if let Some(h) = self.http.or(file.http) {
+            s.http = h;
+        }
+        if let Some(p) = &self.p2p {
+            s.p2p = p.clone();
+        } else if let Some(p) = &file.p2p {
+            s.p2p = p
+                .parse()
+                .with_context(|| format!("config file: p2p {p:?} is not a multiaddr"))?;
+        }
+        s.join = self.join.clone().or(file.join);
+        s.learner = self.learner || file.learner.unwrap_or(false);
+        s.admin_token = self.admin_token.clone().or(file.admin_token);
+        if let Some(n) = self.snapshot_every.or(file.snapshot_every) {
+            s.snapshot_every = n;
+        }
+        if let Some(r) = self.retention.or(file.retention) {
+            s.retention = r;
+        }
+        if let Some(n) = self.max_inflight.or(file.max_inflight) {
+            s.max_inflight = n;
+        }
+        if let Some(n) = self.max_inflight_bytes.or(file.max_inflight_bytes) {
+            s.max_inflight_bytes = n;
+        }
+        s.validate().map_err(anyhow::Error::msg)?;
+        Ok(s)
+    }
 }
 
 /// Runs the node until a shutdown signal.
 pub fn run(args: &ServeArgs, out: &mut dyn Write) -> anyhow::Result<()> {
+    let settings = args.settings()?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("starting the async runtime")?;
     rt.block_on(async {
-        std::fs::create_dir_all(&args.data_dir)
-            .with_context(|| format!("creating data directory {}", args.data_dir.display()))?;
-        let (identity, _created) = NodeIdentity::load_or_create(&args.data_dir)?;
-        let peer = identity.peer_id();
-        let dir = log_dir(&args.data_dir);
-        let log = Log::open(&dir, LogOptions::default())
-            .with_context(|| format!("opening the event log in {}", dir.display()))?;
-        let rep = log.recovery_report();
-        if let Some((file, offset)) = &rep.torn_tail {
-            writeln!(
-                out,
-                "recovered: dropped a torn last batch in {} at offset {offset}",
-                file.display()
-            )?;
-        }
-        match log.last() {
-            Some(last) => writeln!(
-                out,
-                "hearth node: peer id {peer}, data {} — event log entries {}..={}, head {} (term {})",
-                args.data_dir.display(),
-                log.first_index().unwrap_or(last.index),
-                last.index,
-                hex(&last.chain),
-                last.term
-            )?,
-            None => writeln!(
-                out,
-                "hearth node: peer id {peer}, data {} — event log empty",
-                args.data_dir.display()
-            )?,
-        }
+        let listener = tokio::net::TcpListener::bind(settings.http)
+            .await
+            .with_context(|| format!("binding the HTTP listener {}", settings.http))?;
+        let http_addr = listener.local_addr().context("HTTP listener address")?;
+        let data = settings.data_dir.clone();
+        let node = Node::start(settings, http_addr)
+            .await
+            .with_context(|| format!("starting the node on {}", data.display()))?;
+        report_start(&node, &data, out).await?;
         writeln!(out, "running; SIGTERM or Ctrl-C stops it")?;
         out.flush()?;
-        shutdown_signal().await;
-        log.close().await.context("closing the event log")?;
+
+        let app = crate::http::router(node.clone());
+        axum::serve(listener, app)
+            .with_graceful_shutdown(shutdown_signal())
+            .await
+            .context("serving HTTP")?;
+        node.shutdown().await.context("stopping the node")?;
         writeln!(out, "stopped cleanly")?;
         Ok(())
     })
+}
+
+async fn report_start(node: &Node, data: &Path, out: &mut dyn Write) -> anyhow::Result<()> {
+    let report = node.start_report();
+    if let Some((file, offset)) = &report.torn_tail {
+        writeln!(
+            out,
+            "recovered: dropped a torn last batch in {} at offset {offset}",
+            file.display()
+        )?;
+    }
+    let log = node.store().log();
+    let log_state = match log.last() {
+        Some(last) => format!(
+            "event log entries {}..={}, head {} (term {})",
+            log.first_index().unwrap_or(last.index),
+            last.index,
+            hex(&last.chain),
+            last.term
+        ),
+        None => "event log empty".to_string(),
+    };
+    writeln!(
+        out,
+        "hearth node: peer id {}, node {}, cluster {} ({}), data {} — {log_state}",
+        node.peer_id(),
+        node.node_id(),
+        hex(&node.cluster_id()),
+        report.how,
+        data.display(),
+    )?;
+    writeln!(out, "http listening on {}", node.http_url())?;
+    for a in node.net().listen_addrs().await.unwrap_or_default() {
+        writeln!(out, "p2p listening on {a}")?;
+    }
+    Ok(())
 }
 
 async fn shutdown_signal() {

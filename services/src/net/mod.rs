@@ -5,7 +5,8 @@
 //! swarm. Everything else talks to it through a cheap, cloneable [`NetHandle`] that sends
 //! [`Command`]s over a bounded mpsc channel and gets answers on oneshot channels:
 //! [`NetHandle::dial`], [`NetHandle::request`], [`NetHandle::listen_addrs`],
-//! [`NetHandle::set_members`], [`NetHandle::stats`], [`NetHandle::shutdown`].
+//! [`NetHandle::set_members`], [`NetHandle::set_cluster_id`], [`NetHandle::stats`],
+//! [`NetHandle::shutdown`].
 //!
 //! Raft RPCs travel on `/hearth/raft/1` ([`codec`]) as opaque bytes: this module knows nothing
 //! of openraft. Inbound requests are checked by the actor *before* any handler runs:
@@ -149,11 +150,19 @@ enum Command {
         peer: PeerId,
         addr: Multiaddr,
     },
+    Connect {
+        peer: PeerId,
+        addrs: Vec<Multiaddr>,
+    },
     ListenAddrs {
         reply: oneshot::Sender<Vec<Multiaddr>>,
     },
     SetMembers {
         members: HashSet<PeerId>,
+        reply: oneshot::Sender<()>,
+    },
+    SetClusterId {
+        cluster_id: [u8; 16],
         reply: oneshot::Sender<()>,
     },
     Stats {
@@ -265,6 +274,16 @@ impl NetHandle {
             .map_err(|_| NetError::Closed)
     }
 
+    /// Connects to `peer` at `addrs` unless already connected (best effort, does not wait): a
+    /// restarted node reaches the members it knows, so they can answer over that connection even
+    /// when its own address changed.
+    pub async fn connect(&self, peer: PeerId, addrs: Vec<Multiaddr>) -> Result<(), NetError> {
+        self.commands
+            .send(Command::Connect { peer, addrs })
+            .await
+            .map_err(|_| NetError::Closed)
+    }
+
     /// Sends `req` to `peer` and waits for its answer (bounded by the request timeout).
     ///
     /// A response whose status is not [`status::OK`] is [`NetError::Refused`]; a body larger than
@@ -295,6 +314,13 @@ impl NetHandle {
     /// Replaces the set of PeerIds allowed to send raft requests. Returns once the actor applies it.
     pub async fn set_members(&self, members: HashSet<PeerId>) -> Result<(), NetError> {
         self.call(|reply| Command::SetMembers { members, reply })
+            .await
+    }
+
+    /// Sets the cluster id checked on inbound requests (a joining node learns it from the join
+    /// reply, after its swarm is already listening). Returns once the actor applies it.
+    pub async fn set_cluster_id(&self, cluster_id: [u8; 16]) -> Result<(), NetError> {
+        self.call(|reply| Command::SetClusterId { cluster_id, reply })
             .await
     }
 
@@ -379,11 +405,24 @@ impl Actor {
                 self.pending_requests.insert(id, reply);
             }
             Command::AddPeerAddress { peer, addr } => self.swarm.add_peer_address(peer, addr),
+            Command::Connect { peer, addrs } => {
+                let opts = DialOpts::peer_id(peer)
+                    .condition(libp2p::swarm::dial_opts::PeerCondition::DisconnectedAndNotDialing)
+                    .addresses(addrs)
+                    .build();
+                if let Err(e) = self.swarm.dial(opts) {
+                    tracing::trace!(%peer, error = %e, "connect skipped");
+                }
+            }
             Command::ListenAddrs { reply } => {
                 let _ = reply.send(self.swarm.listeners().cloned().collect());
             }
             Command::SetMembers { members, reply } => {
                 self.members = members;
+                let _ = reply.send(());
+            }
+            Command::SetClusterId { cluster_id, reply } => {
+                self.cluster_id = cluster_id;
                 let _ = reply.send(());
             }
             Command::Stats { reply } => {
@@ -504,6 +543,8 @@ impl Actor {
     }
 
     fn respond(&mut self, channel: ResponseChannel<RaftResponse>, mut resp: RaftResponse) {
+        // Answers always name this node's cluster, whatever the handler filled in.
+        resp.cluster_id = self.cluster_id;
         if resp.body.len() > MAX_RAFT_BODY {
             tracing::error!(
                 len = resp.body.len(),

@@ -34,15 +34,31 @@ pub struct Serve {
     pub lines: Receiver<String>,
 }
 
-/// Starts `hearth serve --data-dir DATA` and waits (at most [`LIMIT`]) until it reports running.
+/// Flags that put a node's listeners on free loopback ports.
+pub const FREE_PORTS: [&str; 4] = ["--http", "127.0.0.1:0", "--p2p", "/ip4/127.0.0.1/tcp/0"];
+
+/// Starts `hearth serve --data-dir DATA` on free loopback ports and waits (at most [`LIMIT`])
+/// until it reports running.
 pub fn start_serve(data: &Path) -> Serve {
+    start_serve_with(data, &[])
+}
+
+/// Like [`start_serve`] with extra flags.
+pub fn start_serve_with(data: &Path, extra: &[&str]) -> Serve {
     use std::io::{BufRead, BufReader};
     let mut child = Guard(
         hearth()
             .args(["serve", "--data-dir"])
             .arg(data)
+            .args(FREE_PORTS)
+            .args(extra)
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            // HEARTH_TEST_LOGS=1 shows the nodes' diagnostics when debugging a test.
+            .stderr(if std::env::var_os("HEARTH_TEST_LOGS").is_some() {
+                Stdio::inherit()
+            } else {
+                Stdio::null()
+            })
             .spawn()
             .expect("spawn hearth serve"),
     );
@@ -66,6 +82,22 @@ pub fn start_serve(data: &Path) -> Serve {
         child,
         startup,
         lines: rx,
+    }
+}
+
+impl Serve {
+    /// The HTTP base URL the node reported (`http listening on URL`).
+    pub fn http_url(&self) -> String {
+        self.startup
+            .iter()
+            .find_map(|l| l.strip_prefix("http listening on "))
+            .unwrap_or_else(|| panic!("no http line in {:?}", self.startup))
+            .to_string()
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.0.id()
     }
 }
 

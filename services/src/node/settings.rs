@@ -1,0 +1,176 @@
+//! [`NodeSettings`]: everything a node is configured with, with the defaults a family cluster
+//! on small machines wants. `hearth serve` fills it from flags, `HEARTH_*` environment variables
+//! and a TOML file (in that order of precedence); benchmarks and tests build it directly.
+
+use libp2p::Multiaddr;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Default HTTP listener.
+pub const DEFAULT_HTTP: &str = "127.0.0.1:7070";
+/// Default libp2p listener.
+pub const DEFAULT_P2P: &str = "/ip4/127.0.0.1/tcp/7071";
+/// Default data directory.
+pub const DEFAULT_DATA_DIR: &str = "./hearth-data";
+
+/// How the log is kept once snapshots exist.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum Retention {
+    /// Keep every entry (the default): audits start at the first one.
+    KeepAll,
+    /// Purge entries once a snapshot covers them (snapshot-and-purge). Nodes that fall behind
+    /// catch up by snapshot.
+    Purge,
+}
+
+/// A node's settings.
+#[derive(Debug, Clone)]
+pub struct NodeSettings {
+    /// The data directory.
+    pub data_dir: PathBuf,
+    /// HTTP listener (API and admin). Port 0 picks a free port.
+    pub http: SocketAddr,
+    /// libp2p listener. Port 0 picks a free port.
+    pub p2p: Multiaddr,
+    /// HTTP URL of a member to join through, for a data directory that belongs to no cluster.
+    pub join: Option<String>,
+    /// Join as a learner and stay one (not promoted to voter).
+    pub learner: bool,
+    /// Token admin calls must carry (`Authorization: Bearer …`). Required when the HTTP
+    /// listener is not on loopback.
+    pub admin_token: Option<String>,
+    /// Build a snapshot every this many entries (it bounds catch-up time).
+    pub snapshot_every: u64,
+    /// Whether snapshots allow purging the log.
+    pub retention: Retention,
+    /// Most proposals in flight on this node; beyond, the API answers 503.
+    pub max_inflight: usize,
+    /// Most bytes of proposals in flight on this node; beyond, the API answers 503.
+    pub max_inflight_bytes: usize,
+    /// Raft heartbeat interval.
+    pub heartbeat: Duration,
+    /// Raft election timeout range.
+    pub election_timeout: (Duration, Duration),
+}
+
+impl NodeSettings {
+    /// Defaults for `data_dir`.
+    pub fn new(data_dir: impl Into<PathBuf>) -> Self {
+        NodeSettings {
+            data_dir: data_dir.into(),
+            http: SocketAddr::from(([127, 0, 0, 1], 7070)),
+            p2p: loopback_tcp(7071),
+            join: None,
+            learner: false,
+            admin_token: None,
+            snapshot_every: 100_000,
+            retention: Retention::KeepAll,
+            max_inflight: 4096,
+            max_inflight_bytes: 64 << 20,
+            heartbeat: Duration::from_millis(100),
+            election_timeout: (Duration::from_millis(500), Duration::from_millis(1000)),
+        }
+    }
+
+    /// Settings for an ephemeral node on loopback (free ports): tests and benchmarks.
+    pub fn loopback(data_dir: impl Into<PathBuf>) -> Self {
+        let mut s = Self::new(data_dir);
+        s.http = SocketAddr::from(([127, 0, 0, 1], 0));
+        s.p2p = loopback_tcp(0);
+        s
+    }
+
+    /// Checks the settings against each other.
+    pub fn validate(&self) -> Result<(), String> {
+        if !self.http.ip().is_loopback() && self.admin_token.as_deref().unwrap_or("").is_empty() {
+            return Err(format!(
+                "the HTTP listener {} is not on loopback, so admin calls need a token: set \
+                 --admin-token (or HEARTH_ADMIN_TOKEN)",
+                self.http
+            ));
+        }
+        let (lo, hi) = self.election_timeout;
+        if self.heartbeat.is_zero() || lo <= self.heartbeat || hi <= lo {
+            return Err(format!(
+                "raft timeouts must satisfy 0 < heartbeat ({:?}) < election min ({lo:?}) < \
+                 election max ({hi:?})",
+                self.heartbeat
+            ));
+        }
+        if self.snapshot_every == 0 {
+            return Err("snapshot-every must be at least 1".into());
+        }
+        if self.max_inflight == 0 || self.max_inflight_bytes < MAX_EVENT_BYTES {
+            return Err(format!(
+                "max-inflight must be at least 1 and max-inflight-bytes at least {MAX_EVENT_BYTES}"
+            ));
+        }
+        Ok(())
+    }
+
+    /// openraft's configuration for these settings.
+    pub fn raft_config(&self) -> openraft::Config {
+        openraft::Config {
+            cluster_name: "hearth".into(),
+            heartbeat_interval: self.heartbeat.as_millis() as u64,
+            election_timeout_min: self.election_timeout.0.as_millis() as u64,
+            election_timeout_max: self.election_timeout.1.as_millis() as u64,
+            // One chunk per request; each request has the transport's timeout, so the time
+            // allowed grows with the snapshot's size (chunks × per-chunk timeout).
+            snapshot_max_chunk_size: SNAPSHOT_CHUNK_BYTES as u64,
+            install_snapshot_timeout: SNAPSHOT_CHUNK_TIMEOUT.as_millis() as u64,
+            // An AppendEntries of this many largest events still fits a raft message; larger
+            // batches are split by the network (PayloadTooLarge).
+            max_payload_entries: 4096,
+            snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(self.snapshot_every),
+            max_in_snapshot_log_to_keep: match self.retention {
+                Retention::KeepAll => u64::MAX,
+                Retention::Purge => 0,
+            },
+            purge_batch_size: 1,
+            replication_lag_threshold: 5000,
+            ..openraft::Config::default()
+        }
+    }
+}
+
+/// The largest event envelope a client may propose. Together with `max_payload_entries` the
+/// network splits AppendEntries so every message stays under the transport's limit.
+pub const MAX_EVENT_BYTES: usize = 1 << 20;
+
+/// Size of one snapshot chunk on the wire.
+pub const SNAPSHOT_CHUNK_BYTES: usize = 4 << 20;
+
+/// Time allowed for one snapshot chunk (4 MiB at a slow 1 MB/s, with margin).
+pub const SNAPSHOT_CHUNK_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// `/ip4/127.0.0.1/tcp/PORT`.
+pub fn loopback_tcp(port: u16) -> Multiaddr {
+    use libp2p::multiaddr::Protocol;
+    Multiaddr::empty()
+        .with(Protocol::Ip4([127, 0, 0, 1].into()))
+        .with(Protocol::Tcp(port))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_validate_and_public_http_needs_a_token() {
+        let mut s = NodeSettings::new("/tmp/x");
+        assert_eq!(s.http.to_string(), DEFAULT_HTTP);
+        assert_eq!(s.p2p.to_string(), DEFAULT_P2P);
+        s.validate().expect("defaults are valid");
+        let c = s.raft_config().validate().expect("raft config");
+        assert_eq!(c.max_in_snapshot_log_to_keep, u64::MAX);
+        s.http = "0.0.0.0:7070".parse().expect("addr");
+        assert!(s.validate().unwrap_err().contains("admin-token"));
+        s.admin_token = Some("secret".into());
+        s.validate().expect("with a token");
+        s.heartbeat = Duration::from_millis(600);
+        assert!(s.validate().is_err());
+    }
+}
