@@ -4,7 +4,7 @@
 CARGO ?= cargo
 DATA_DIR ?= ./hearth-data
 
-.PHONY: run test check prereqs build release bench-log clean-data
+.PHONY: run test check prereqs build release bench-log bench-cluster clean-data
 
 prereqs:
 	@.ci/prereqs
@@ -32,6 +32,11 @@ release: prereqs
 bench-log: release
 	mkdir -p ./bench-data
 	$(CARGO) run --release --locked -- bench log --dir ./bench-data
+
+## The cluster benchmark: 3 nodes on loopback vs 1 node, data under ./bench-data (release build).
+bench-cluster: release
+	mkdir -p ./bench-data
+	$(CARGO) run --release --locked -- bench cluster --dir ./bench-data
 
 clean-data:
 	rm -rf $(DATA_DIR)

@@ -69,6 +69,8 @@ enum LogCommand {
 enum BenchCommand {
     /// Closed-loop append throughput and latency of the log, then replay speed.
     Log(BenchLogArgs),
+    /// Committed events/s and commit latency of an N-node cluster on loopback, vs one node.
+    Cluster(hearth_services::bench::cluster_bench::BenchClusterArgs),
 }
 
 fn main() {
@@ -93,6 +95,9 @@ fn main() {
         Command::Log(LogCommand::Verify(args)) => cli::log_verify::run(args, &mut out),
         Command::Log(LogCommand::Dump(args)) => cli::log_dump::run(args, &mut out),
         Command::Bench(BenchCommand::Log(args)) => hearth_services::bench::run_log(args, &mut out),
+        Command::Bench(BenchCommand::Cluster(args)) => {
+            hearth_services::bench::cluster_bench::run_cluster(args, &mut out)
+        }
     };
     let result = result.and_then(|()| out.flush().map_err(Into::into));
     drop(out);

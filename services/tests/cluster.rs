@@ -5,6 +5,10 @@
 //! The tests in this file run one at a time (they take the `SERIAL` lock); each bounds every
 //! wait with a deadline and kills its processes (by their guards) on every way out.
 
+// Each test holds the `SERIAL` guard for its whole body, awaits included, on purpose: tests run
+// one at a time, each on its own runtime, so no other task can wait on the lock.
+#![allow(clippy::await_holding_lock)]
+
 mod common;
 
 use bytes::Bytes;
@@ -647,4 +651,102 @@ async fn recover_reforms_a_cluster_from_one_survivor() {
 
 fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn cluster_remove_takes_a_member_out() {
+    let _serial = serial();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let nodes = form_cluster(dir.path(), 3, &[]).await;
+    let c = client();
+    let urls: Vec<String> = nodes.iter().map(Serve::http_url).collect();
+    let leader = leader_url(&c, &urls).await;
+    let victim = urls
+        .iter()
+        .find(|u| **u != leader)
+        .expect("a follower")
+        .clone();
+    let victim_peer = info(&c, &victim).await.expect("info").peer_id;
+    // Asked through any member (here the victim itself, which forwards to the leader).
+    let out = hearth()
+        .args(["cluster", "remove", &victim_peer, "--server", &victim])
+        .output()
+        .expect("run");
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let st = wait_for("the removal", CONVERGE, || async {
+        let st = status_of(&c, &leader).await?;
+        (st.voters.len() == 2 && st.members.len() == 2).then_some(st)
+    })
+    .await;
+    assert!(st.members.iter().all(|m| m.peer_id != victim_peer));
+    // Removing a non-member is a clear error, exit 1.
+    let out = hearth()
+        .args(["cluster", "remove", &victim_peer, "--server", &leader])
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("not a member"), "{err}");
+    // The status command prints the cluster.
+    let out = hearth()
+        .args(["cluster", "status", "--server", &leader, "--json"])
+        .output()
+        .expect("run");
+    let st: ClusterStatus = serde_json::from_slice(&out.stdout).expect("json status");
+    assert_eq!(st.voters.len(), 2);
+    assert!(st.warnings.iter().any(|w| w.contains("even")), "{st:?}");
+    drop(nodes);
+}
+
+#[test]
+fn serve_reads_a_toml_config_and_refuses_bad_settings() {
+    let _serial = serial();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("n");
+    let config = dir.path().join("hearth.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "data_dir = {:?}\nhttp = \"127.0.0.1:0\"\np2p = \"/ip4/127.0.0.1/tcp/0\"\nsnapshot_every = 50\n",
+            data.display().to_string()
+        ),
+    )
+    .expect("write config");
+    let mut child = common::Guard(
+        hearth()
+            .args(["serve", "--config"])
+            .arg(&config)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("spawn"),
+    );
+    let stdout = child.0.stdout.take().expect("stdout");
+    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(stdout));
+    let first = lines.next().expect("a line").expect("utf-8");
+    assert!(first.contains(&data.display().to_string()), "{first}");
+    assert_eq!(common::sigterm_and_wait(&mut child).code(), Some(0));
+
+    for (contents, needle) in [
+        ("nonsense_key = 1\n", "nonsense_key"),
+        ("http = \"0.0.0.0:0\"\n", "admin-token"),
+    ] {
+        std::fs::write(&config, contents).expect("write config");
+        let out = hearth()
+            .args(["serve", "--data-dir"])
+            .arg(&data)
+            .arg("--config")
+            .arg(&config)
+            .output()
+            .expect("run");
+        assert_eq!(out.status.code(), Some(1));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(err.lines().count(), 1, "{err}");
+        assert!(err.contains(needle), "{err}");
+    }
 }

@@ -231,9 +231,10 @@ impl Node {
             existing.map(|c| c.cluster_id).unwrap_or([0; 16]),
         ));
         let inbound = Inbound::new();
+        let initial_cluster_id = *cluster_id.read();
         let net = NetHandle::start(
             identity.keypair(),
-            NetConfig::new(settings.p2p.clone(), *cluster_id.read()),
+            NetConfig::new(settings.p2p.clone(), initial_cluster_id),
             inbound.clone(),
         )
         .await?;
@@ -712,7 +713,7 @@ impl Node {
             })
             .collect();
         let mut warnings = Vec::new();
-        if voters.len() % 2 == 0 && !voters.is_empty() {
+        if voters.len().is_multiple_of(2) && !voters.is_empty() {
             warnings.push(format!(
                 "the cluster has an even number of voters ({}): it tolerates no more failures \
                  than with one voter fewer; add or remove a voter",
@@ -891,7 +892,8 @@ async fn membership_watcher(node: Node) {
                 }
             }
         }
-        if last.as_ref().map(|(_, v)| *v) != Some(voters) && voters > 0 && voters % 2 == 0 {
+        if last.as_ref().map(|(_, v)| *v) != Some(voters) && voters > 0 && voters.is_multiple_of(2)
+        {
             tracing::warn!(
                 voters,
                 "the cluster has an even number of voters: it tolerates no more failures than \

@@ -142,6 +142,7 @@ impl Conn {
             .map_err(|e| RPCError::Network(network(format!("undecodable reply: {e}"))))
     }
 
+    #[allow(clippy::result_large_err)] // openraft's own error type; returned to openraft as is
     fn response<T, E: std::error::Error>(
         &self,
         outcome: ReplyOutcome,
@@ -253,9 +254,15 @@ impl Inbound {
         let Some(raft) = self.raft.get() else {
             // Decode anyway so a malformed body is reported as such.
             match req.kind {
-                kind::VOTE => drop(rpc::decode_vote_request(&req.body)?),
-                kind::APPEND_ENTRIES => drop(rpc::decode_append_request(&req.body)?),
-                kind::INSTALL_SNAPSHOT => drop(rpc::decode_snapshot_request(&req.body)?),
+                kind::VOTE => {
+                    rpc::decode_vote_request(&req.body)?;
+                }
+                kind::APPEND_ENTRIES => {
+                    rpc::decode_append_request(&req.body)?;
+                }
+                kind::INSTALL_SNAPSHOT => {
+                    rpc::decode_snapshot_request(&req.body)?;
+                }
                 _ => {}
             }
             return Ok(fatal("node is starting"));

@@ -167,7 +167,10 @@ mod tests {
         let c = s.raft_config().validate().expect("raft config");
         assert_eq!(c.max_in_snapshot_log_to_keep, u64::MAX);
         s.http = "0.0.0.0:7070".parse().expect("addr");
-        assert!(s.validate().unwrap_err().contains("admin-token"));
+        assert!(s
+            .validate()
+            .expect_err("needs a token")
+            .contains("admin-token"));
         s.admin_token = Some("secret".into());
         s.validate().expect("with a token");
         s.heartbeat = Duration::from_millis(600);

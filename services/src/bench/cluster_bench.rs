@@ -1,0 +1,317 @@
+//! `hearth bench cluster`: committed events/s and commit latency of a real cluster — N nodes
+//! in this process, each with its own data directory, HTTP listener and libp2p swarm on
+//! 127.0.0.1 — written through the leader's client-write path ([`Node::propose`]), compared
+//! with a one-node cluster measured in the same run and with the disk baseline.
+
+use super::disk;
+use super::report::{micros, new_histogram, Baseline, Latency};
+use crate::node::{Node, NodeSettings};
+use anyhow::Context as _;
+use bytes::Bytes;
+use hdrhistogram::Histogram;
+use prost::Message as _;
+use serde::Serialize;
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Arguments of `hearth bench cluster`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct BenchClusterArgs {
+    /// Directory for the nodes' data directories (a fresh temporary directory inside it is
+    /// used and removed). Default: the system's temporary directory.
+    #[arg(long, env = "HEARTH_BENCH_DIR")]
+    pub dir: Option<PathBuf>,
+    /// Nodes in the cluster.
+    #[arg(long, default_value_t = 3)]
+    pub nodes: usize,
+    /// Closed-loop client counts, one run each.
+    #[arg(long, value_delimiter = ',', default_value = "1,16,64,256")]
+    pub clients: Vec<usize>,
+    /// Measured time per run (after a warm-up of a tenth of it, at most 500 ms).
+    #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
+    pub duration: Duration,
+    /// Event envelope size in bytes.
+    #[arg(long, default_value_t = 256)]
+    pub event_size: usize,
+    /// Print one JSON object instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// One run.
+#[derive(Debug, Clone, Serialize)]
+pub struct ClusterRun {
+    /// Concurrent clients.
+    pub clients: usize,
+    /// Committed (and applied) events per second.
+    pub events_per_s: f64,
+    /// Median commit latency, µs.
+    pub p50_us: u64,
+    /// p99 commit latency, µs.
+    pub p99_us: u64,
+    /// p99.9 commit latency, µs.
+    pub p999_us: u64,
+    /// Largest commit latency, µs.
+    pub max_us: u64,
+    /// Events committed in the measured window.
+    pub events: u64,
+    /// `events_per_s` / the disk's overwrite fdatasync IOPS.
+    pub ratio_to_baseline: Option<f64>,
+}
+
+/// The whole report (`--json`).
+#[derive(Debug, Clone, Serialize)]
+pub struct ClusterReport {
+    /// The disk baseline, as in `hearth bench log`.
+    pub baseline: Baseline,
+    /// Nodes in the cluster.
+    pub nodes: usize,
+    /// The same runs on a one-node cluster.
+    pub single_node: Vec<ClusterRun>,
+    /// The runs on the N-node cluster.
+    pub runs: Vec<ClusterRun>,
+}
+
+fn say(on: bool, msg: impl std::fmt::Display) {
+    if on {
+        eprintln!("bench: {msg}");
+    }
+}
+
+/// Runs the benchmark and prints the report.
+pub fn run_cluster(args: &BenchClusterArgs, out: &mut dyn Write) -> anyhow::Result<()> {
+    anyhow::ensure!((1..=7).contains(&args.nodes), "--nodes must be 1 to 7");
+    anyhow::ensure!(
+        !args.clients.is_empty() && args.clients.iter().all(|&c| c > 0),
+        "--clients must be one or more counts of at least 1"
+    );
+    anyhow::ensure!(args.event_size > 0, "--event-size must be at least 1");
+    let parent = args.dir.clone().unwrap_or_else(std::env::temp_dir);
+    std::fs::create_dir_all(&parent).with_context(|| format!("create {}", parent.display()))?;
+    let scratch = tempfile::Builder::new()
+        .prefix("hearth-bench-cluster-")
+        .tempdir_in(&parent)
+        .with_context(|| format!("temporary directory in {}", parent.display()))?;
+    let progress = std::io::stderr().is_terminal();
+    say(progress, "disk baseline (4 KiB write + fdatasync)");
+    let baseline = disk::measure(scratch.path())?;
+
+    let payloads: Arc<Vec<Bytes>> = Arc::new(
+        (0..1024u64)
+            .map(|seed| {
+                let mut env = hearth_proto::sample::sample_envelope(seed, args.event_size);
+                // The node assigns a fresh request id to each proposal.
+                env.request_id = None;
+                Bytes::from(env.encode_to_vec())
+            })
+            .collect(),
+    );
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    let (single_node, runs) = rt.block_on(async {
+        say(progress, "one-node cluster");
+        let single = measure_cluster(
+            &scratch.path().join("single"),
+            1,
+            args,
+            &payloads,
+            &baseline,
+            progress,
+        )
+        .await?;
+        say(progress, format_args!("{}-node cluster", args.nodes));
+        let runs = measure_cluster(
+            &scratch.path().join("cluster"),
+            args.nodes,
+            args,
+            &payloads,
+            &baseline,
+            progress,
+        )
+        .await?;
+        anyhow::Ok((single, runs))
+    })?;
+    let report = ClusterReport {
+        baseline,
+        nodes: args.nodes,
+        single_node,
+        runs,
+    };
+    if args.json {
+        serde_json::to_writer(&mut *out, &report)?;
+        writeln!(out)?;
+    } else {
+        write_table(&report, out)?;
+    }
+    Ok(())
+}
+
+async fn start_node(
+    dir: &Path,
+    join: Option<String>,
+) -> anyhow::Result<(Node, tokio::sync::oneshot::Sender<()>)> {
+    let mut settings = NodeSettings::loopback(dir);
+    settings.join = join;
+    let listener = tokio::net::TcpListener::bind(settings.http).await?;
+    let addr = listener.local_addr()?;
+    let node = Node::start(settings, addr).await?;
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let app = crate::http::router(node.clone());
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app)
+            .with_graceful_shutdown(async move {
+                let _ = stop_rx.await;
+            })
+            .await;
+    });
+    Ok((node, stop_tx))
+}
+
+async fn measure_cluster(
+    dir: &Path,
+    n: usize,
+    args: &BenchClusterArgs,
+    payloads: &Arc<Vec<Bytes>>,
+    baseline: &Baseline,
+    progress: bool,
+) -> anyhow::Result<Vec<ClusterRun>> {
+    let mut nodes = Vec::new();
+    let first = start_node(&dir.join("n0"), None).await?;
+    let url = first.0.http_url().to_string();
+    nodes.push(first);
+    for i in 1..n {
+        nodes.push(start_node(&dir.join(format!("n{i}")), Some(url.clone())).await?);
+    }
+    let leader = nodes[0].0.clone();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let st = leader.status();
+        if st.voters.len() == n && st.leader == Some(leader.node_id()) {
+            break;
+        }
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "the cluster did not form: {st:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let mut runs = Vec::new();
+    for &clients in &args.clients {
+        say(progress, format_args!("  {clients} clients"));
+        let run = closed_loop(&leader, clients, args.duration, payloads).await?;
+        let (events, secs, hist) = run;
+        let lat = Latency::from_histogram(&hist);
+        let eps = events as f64 / secs;
+        runs.push(ClusterRun {
+            clients,
+            events_per_s: eps,
+            p50_us: lat.p50_us,
+            p99_us: lat.p99_us,
+            p999_us: lat.p999_us,
+            max_us: lat.max_us,
+            events,
+            ratio_to_baseline: (baseline.overwrite_fdatasync_iops > 0.0)
+                .then(|| eps / baseline.overwrite_fdatasync_iops),
+        });
+    }
+    for (node, stop) in nodes.into_iter().rev() {
+        let _ = stop.send(());
+        node.shutdown().await?;
+    }
+    Ok(runs)
+}
+
+/// `clients` tasks propose back to back for warm-up + `duration`; returns events committed in
+/// the measured window, its length in seconds and the latency histogram of that window.
+async fn closed_loop(
+    leader: &Node,
+    clients: usize,
+    duration: Duration,
+    payloads: &Arc<Vec<Bytes>>,
+) -> anyhow::Result<(u64, f64, Histogram<u64>)> {
+    let warmup = (duration / 10).min(Duration::from_millis(500));
+    let measuring = Arc::new(AtomicBool::new(false));
+    let stop = Arc::new(AtomicBool::new(false));
+    let next = Arc::new(AtomicU64::new(0));
+    let mut tasks = Vec::new();
+    for _ in 0..clients {
+        let (node, measuring, stop, next, payloads) = (
+            leader.clone(),
+            measuring.clone(),
+            stop.clone(),
+            next.clone(),
+            payloads.clone(),
+        );
+        tasks.push(tokio::spawn(async move {
+            let mut hist = new_histogram();
+            let mut events = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                let i = next.fetch_add(1, Ordering::Relaxed) as usize % payloads.len();
+                let t = Instant::now();
+                node.propose(payloads[i].clone())
+                    .await
+                    .map_err(|e| anyhow::anyhow!("write failed: {e}"))?;
+                if measuring.load(Ordering::Relaxed) && !stop.load(Ordering::Relaxed) {
+                    let _ = hist.record(micros(t.elapsed()));
+                    events += 1;
+                }
+            }
+            anyhow::Ok((events, hist))
+        }));
+    }
+    tokio::time::sleep(warmup).await;
+    measuring.store(true, Ordering::Relaxed);
+    let start = Instant::now();
+    tokio::time::sleep(duration).await;
+    stop.store(true, Ordering::Relaxed);
+    let secs = start.elapsed().as_secs_f64();
+    let mut hist = new_histogram();
+    let mut events = 0;
+    for t in tasks {
+        let (e, h) = t.await.context("bench client")??;
+        events += e;
+        hist.add(&h).context("merging histograms")?;
+    }
+    Ok((events, secs, hist))
+}
+
+fn write_table(r: &ClusterReport, out: &mut dyn Write) -> std::io::Result<()> {
+    writeln!(
+        out,
+        "disk baseline: overwrite 4 KiB + fdatasync {:.0} IOPS (p50 {} µs), extend {:.0} IOPS",
+        r.baseline.overwrite_fdatasync_iops, r.baseline.overwrite_p50_us, r.baseline.fdatasync_iops
+    )?;
+    writeln!(
+        out,
+        "{:>8} {:>6} {:>12} {:>9} {:>9} {:>9} {:>10} {:>10}",
+        "nodes", "clients", "events/s", "p50 µs", "p99 µs", "p99.9 µs", "×baseline", "×1 node"
+    )?;
+    for (nodes, runs) in [(1, &r.single_node), (r.nodes, &r.runs)] {
+        for run in runs.iter() {
+            let single = r
+                .single_node
+                .iter()
+                .find(|s| s.clients == run.clients)
+                .map(|s| run.events_per_s / s.events_per_s.max(f64::MIN_POSITIVE));
+            writeln!(
+                out,
+                "{:>8} {:>6} {:>12.0} {:>9} {:>9} {:>9} {:>10} {:>10}",
+                nodes,
+                run.clients,
+                run.events_per_s,
+                run.p50_us,
+                run.p99_us,
+                run.p999_us,
+                run.ratio_to_baseline
+                    .map_or("-".into(), |x| format!("{x:.2}")),
+                single.map_or("-".into(), |x| format!("{x:.2}")),
+            )?;
+        }
+    }
+    Ok(())
+}
