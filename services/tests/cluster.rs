@@ -108,7 +108,8 @@ async fn form_cluster(root: &Path, n: usize, extra: &[&str]) -> Vec<Serve> {
     }
     wait_for("every node to be a voter", CONVERGE, || async {
         let st = status_of(&c, &url).await?;
-        (st.voters.len() == n && st.leader.is_some()).then_some(())
+        let settled = st.warnings.iter().all(|w| !w.contains("in progress"));
+        (st.voters.len() == n && st.leader.is_some() && settled).then_some(())
     })
     .await;
     nodes
@@ -730,6 +731,9 @@ fn serve_reads_a_toml_config_and_refuses_bad_settings() {
     let mut lines = std::io::BufRead::lines(std::io::BufReader::new(stdout));
     let first = lines.next().expect("a line").expect("utf-8");
     assert!(first.contains(&data.display().to_string()), "{first}");
+    assert!(lines
+        .map_while(Result::ok)
+        .any(|l| l.starts_with("running")));
     assert_eq!(common::sigterm_and_wait(&mut child).code(), Some(0));
 
     for (contents, needle) in [

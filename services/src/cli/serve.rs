@@ -129,6 +129,9 @@ pub fn run(args: &ServeArgs, out: &mut dyn Write) -> anyhow::Result<()> {
         .build()
         .context("starting the async runtime")?;
     rt.block_on(async {
+        // Registered before anything starts: a SIGTERM during start-up then stops the node
+        // cleanly once it is up, instead of killing it half-started.
+        let stop = shutdown_signal()?;
         let listener = tokio::net::TcpListener::bind(settings.http)
             .await
             .with_context(|| format!("binding the HTTP listener {}", settings.http))?;
@@ -143,7 +146,7 @@ pub fn run(args: &ServeArgs, out: &mut dyn Write) -> anyhow::Result<()> {
 
         let app = crate::http::router(node.clone());
         axum::serve(listener, app)
-            .with_graceful_shutdown(shutdown_signal())
+            .with_graceful_shutdown(stop)
             .await
             .context("serving HTTP")?;
         node.shutdown().await.context("stopping the node")?;
@@ -188,24 +191,19 @@ async fn report_start(node: &Node, data: &Path, out: &mut dyn Write) -> anyhow::
     Ok(())
 }
 
-async fn shutdown_signal() {
+/// A future that completes on SIGTERM or Ctrl-C; SIGTERM is caught from the moment this is
+/// called.
+fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
     #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = term.recv() => {}
-                }
-            }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-            }
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .context("installing the SIGTERM handler")?;
+    Ok(async move {
+        #[cfg(unix)]
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
         }
-    }
-    #[cfg(not(unix))]
-    {
+        #[cfg(not(unix))]
         let _ = tokio::signal::ctrl_c().await;
-    }
+    })
 }

@@ -138,6 +138,8 @@ const JOIN_TIMEOUT: Duration = Duration::from_secs(30);
 const REDIAL_EVERY: Duration = Duration::from_secs(2);
 /// How long a promotion waits for a learner to catch up.
 const PROMOTE_CATCH_UP: Duration = Duration::from_secs(120);
+/// How long a membership change waits for one in progress to finish.
+const CHANGE_RETRY: Duration = Duration::from_secs(20);
 /// How far behind a learner may be when promoted.
 const PROMOTE_MAX_LAG: u64 = 1000;
 
@@ -574,11 +576,8 @@ impl Node {
         };
         // Let the joiner's requests in as soon as it exists.
         self.allow_peer(peer, &node).await;
-        self.inner
-            .raft
-            .add_learner(node_id, node, false)
-            .await
-            .map_err(|e| admin_raft_err(e, self))?;
+        self.retry_in_progress(|| self.inner.raft.add_learner(node_id, node.clone(), false))
+            .await?;
         let status = self.status();
         Ok(JoinReply {
             cluster_id: hex::encode(&self.cluster_id()),
@@ -629,16 +628,47 @@ impl Node {
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        self.inner
-            .raft
-            .change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([node_id])), true)
-            .await
-            .map_err(|e| admin_raft_err(e, self))?;
+        self.change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([node_id])), true)
+            .await?;
         let status = self.status();
         for w in &status.warnings {
             tracing::warn!("{w}");
         }
         Ok(status)
+    }
+
+    /// `change_membership`, retried while another membership change is still in progress
+    /// (a promotion finishing its joint phase), for at most [`CHANGE_RETRY`].
+    async fn change_membership(
+        &self,
+        changes: ChangeMembers<NodeId, HearthNode>,
+        retain: bool,
+    ) -> Result<(), AdminError> {
+        self.retry_in_progress(|| self.inner.raft.change_membership(changes.clone(), retain))
+            .await
+    }
+
+    /// Runs a membership change, again while another is in progress, for at most
+    /// [`CHANGE_RETRY`].
+    async fn retry_in_progress<F, Fut, T>(&self, mut f: F) -> Result<(), AdminError>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<
+            Output = Result<T, RaftError<NodeId, ClientWriteError<NodeId, HearthNode>>>,
+        >,
+    {
+        let deadline = tokio::time::Instant::now() + CHANGE_RETRY;
+        loop {
+            match f().await {
+                Ok(_) => return Ok(()),
+                Err(RaftError::APIError(ClientWriteError::ChangeMembershipError(
+                    openraft::error::ChangeMembershipError::InProgress(_),
+                ))) if tokio::time::Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                Err(e) => return Err(admin_raft_err(e, self)),
+            }
+        }
     }
 
     /// Removes the member with PeerId `peer_id` (leader only).
@@ -656,17 +686,11 @@ impl Node {
                     "cannot remove the last voter; the cluster would have none".into(),
                 ));
             }
-            self.inner
-                .raft
-                .change_membership(ChangeMembers::RemoveVoters(BTreeSet::from([id])), false)
-                .await
-                .map_err(|e| admin_raft_err(e, self))?;
+            self.change_membership(ChangeMembers::RemoveVoters(BTreeSet::from([id])), false)
+                .await?;
         } else {
-            self.inner
-                .raft
-                .change_membership(ChangeMembers::RemoveNodes(BTreeSet::from([id])), false)
-                .await
-                .map_err(|e| admin_raft_err(e, self))?;
+            self.change_membership(ChangeMembers::RemoveNodes(BTreeSet::from([id])), false)
+                .await?;
         }
         Ok(self.status())
     }
