@@ -60,6 +60,10 @@ pub struct ClusterRun {
     pub events: u64,
     /// `events_per_s` / the disk's overwrite fdatasync IOPS.
     pub ratio_to_baseline: Option<f64>,
+    /// Leader log entries per leader log fdatasync during the run (group-commit factor).
+    pub leader_entries_per_fsync: Option<f64>,
+    /// Leader log entries per log write batch during the run.
+    pub leader_entries_per_batch: Option<f64>,
 }
 
 /// The whole report (`--json`).
@@ -203,7 +207,12 @@ async fn measure_cluster(
     let mut runs = Vec::new();
     for &clients in &args.clients {
         say(progress, format_args!("  {clients} clients"));
+        let before = leader.store().log().stats();
         let run = closed_loop(&leader, clients, args.duration, payloads).await?;
+        let after = leader.store().log().stats();
+        let entries = (after.entries - before.entries) as f64;
+        let fsyncs = after.fsyncs - before.fsyncs;
+        let batches = after.batches - before.batches;
         let (events, secs, hist) = run;
         let lat = Latency::from_histogram(&hist);
         let eps = events as f64 / secs;
@@ -217,6 +226,8 @@ async fn measure_cluster(
             events,
             ratio_to_baseline: (baseline.overwrite_fdatasync_iops > 0.0)
                 .then(|| eps / baseline.overwrite_fdatasync_iops),
+            leader_entries_per_fsync: (fsyncs > 0).then(|| entries / fsyncs as f64),
+            leader_entries_per_batch: (batches > 0).then(|| entries / batches as f64),
         });
     }
     for (node, stop) in nodes.into_iter().rev() {
@@ -288,7 +299,7 @@ fn write_table(r: &ClusterReport, out: &mut dyn Write) -> std::io::Result<()> {
     )?;
     writeln!(
         out,
-        "{:>8} {:>6} {:>12} {:>9} {:>9} {:>9} {:>10} {:>10}",
+        "{:>5} {:>7} {:>10} {:>9} {:>9} {:>9} {:>10} {:>8}",
         "nodes", "clients", "events/s", "p50 µs", "p99 µs", "p99.9 µs", "×baseline", "×1 node"
     )?;
     for (nodes, runs) in [(1, &r.single_node), (r.nodes, &r.runs)] {
@@ -300,7 +311,7 @@ fn write_table(r: &ClusterReport, out: &mut dyn Write) -> std::io::Result<()> {
                 .map(|s| run.events_per_s / s.events_per_s.max(f64::MIN_POSITIVE));
             writeln!(
                 out,
-                "{:>8} {:>6} {:>12.0} {:>9} {:>9} {:>9} {:>10} {:>10}",
+                "{:>5} {:>7} {:>10.0} {:>9} {:>9} {:>9} {:>10} {:>8}",
                 nodes,
                 run.clients,
                 run.events_per_s,
