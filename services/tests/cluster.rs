@@ -363,6 +363,26 @@ async fn net_for(keypair: &libp2p::identity::Keypair, cluster_id: [u8; 16]) -> N
     .expect("net")
 }
 
+/// Sends one raw raft request from `from` (with `cluster_id` in it) to the node at `to`.
+async fn raw_request(
+    from: &NetHandle,
+    to: &libp2p::Multiaddr,
+    cluster_id: [u8; 16],
+    kind: u8,
+    body: Vec<u8>,
+) -> Result<hearth_services::net::RaftResponse, NetError> {
+    let peer = from.dial(to.clone()).await.expect("dial");
+    from.request(
+        peer,
+        RaftRequest {
+            cluster_id,
+            kind,
+            body,
+        },
+    )
+    .await
+}
+
 fn p2p_addr(node: &Serve) -> libp2p::Multiaddr {
     node.startup
         .iter()
@@ -395,17 +415,14 @@ async fn non_members_other_clusters_and_malformed_messages_are_refused() {
         cluster.cluster_id,
     )
     .await;
-    let peer = stranger.dial(target_addr.clone()).await.expect("dial");
-    let r = stranger
-        .request(
-            peer,
-            RaftRequest {
-                cluster_id: cluster.cluster_id,
-                kind: hearth_raft::rpc::kind::VOTE,
-                body: vote.clone(),
-            },
-        )
-        .await;
+    let r = raw_request(
+        &stranger,
+        &target_addr,
+        cluster.cluster_id,
+        hearth_raft::rpc::kind::VOTE,
+        vote.clone(),
+    )
+    .await;
     assert!(
         matches!(
             r,
@@ -426,17 +443,14 @@ async fn non_members_other_clusters_and_malformed_messages_are_refused() {
         .expect("exists");
     drop(other);
     let foreign = net_for(other_key.keypair(), other_cluster.cluster_id).await;
-    let peer = foreign.dial(target_addr.clone()).await.expect("dial");
-    let r = foreign
-        .request(
-            peer,
-            RaftRequest {
-                cluster_id: other_cluster.cluster_id,
-                kind: hearth_raft::rpc::kind::VOTE,
-                body: vote.clone(),
-            },
-        )
-        .await;
+    let r = raw_request(
+        &foreign,
+        &target_addr,
+        other_cluster.cluster_id,
+        hearth_raft::rpc::kind::VOTE,
+        vote,
+    )
+    .await;
     assert!(
         matches!(
             r,
@@ -452,7 +466,6 @@ async fn non_members_other_clusters_and_malformed_messages_are_refused() {
         .expect("load")
         .expect("identity");
     let impostor = net_for(member_key.keypair(), cluster.cluster_id).await;
-    let peer = impostor.dial(target_addr).await.expect("dial");
     for (kind, body) in [
         (
             hearth_raft::rpc::kind::APPEND_ENTRIES,
@@ -462,16 +475,7 @@ async fn non_members_other_clusters_and_malformed_messages_are_refused() {
         (hearth_raft::rpc::kind::INSTALL_SNAPSHOT, vec![9; 1000]),
         (200, vec![1, 2, 3]),
     ] {
-        let r = impostor
-            .request(
-                peer,
-                RaftRequest {
-                    cluster_id: cluster.cluster_id,
-                    kind,
-                    body,
-                },
-            )
-            .await;
+        let r = raw_request(&impostor, &target_addr, cluster.cluster_id, kind, body).await;
         assert!(
             matches!(
                 r,
@@ -638,20 +642,18 @@ async fn recover_reforms_a_cluster_from_one_survivor() {
     .await;
     assert_ne!(
         st.cluster_id,
-        hex(&ClusterFile::load(&dir.path().join("n0"))
-            .expect("f")
-            .expect("f")
-            .cluster_id)
+        hearth_services::hex::encode(
+            &ClusterFile::load(&dir.path().join("n0"))
+                .expect("f")
+                .expect("f")
+                .cluster_id
+        )
     );
     let w = post_event(&c, &url, event(b"rec", 1_000))
         .await
         .expect("writes after recovery");
     assert!(Some(w.index) > before.last_index);
     drop(node);
-}
-
-fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -85,10 +85,7 @@ async fn call<T: serde::de::DeserializeOwned>(
     let status = resp.status();
     let text = resp.text().await.unwrap_or_default();
     if !status.is_success() {
-        let message = serde_json::from_str::<ErrorBody>(&text)
-            .map(|b| b.error.message)
-            .unwrap_or(text);
-        bail!("{what}: {status}: {message}");
+        bail!("{what}: {status}: {}", ErrorBody::message_of(&text));
     }
     serde_json::from_str(&text).with_context(|| format!("{what}: unreadable answer"))
 }

@@ -144,6 +144,16 @@ pub struct ErrorBody {
     pub error: ErrorDetail,
 }
 
+impl ErrorBody {
+    /// The message of an error answer's body, or the body itself when it is not an
+    /// [`ErrorBody`] (a proxy's or an older node's plain text).
+    pub fn message_of(body: &str) -> String {
+        serde_json::from_str::<ErrorBody>(body)
+            .map(|b| b.error.message)
+            .unwrap_or_else(|_| body.to_string())
+    }
+}
+
 /// An error's code and message.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct ErrorDetail {

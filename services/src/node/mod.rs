@@ -45,10 +45,10 @@ use hearth_raft::{
     TypeConfig,
 };
 use libp2p::{Multiaddr, PeerId};
-use network::{Inbound, Network, SharedClusterId, WriteSink, FORWARD_WRITE};
+use network::{Inbound, Network, WriteSink, FORWARD_WRITE};
 use openraft::error::{ClientWriteError, RaftError};
 use openraft::{ChangeMembers, Raft, ServerState};
-use parking_lot::{Mutex, RwLock};
+use parking_lot::Mutex;
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -229,14 +229,14 @@ impl Node {
             })));
         }
 
-        let cluster_id: SharedClusterId = Arc::new(RwLock::new(
-            existing.map(|c| c.cluster_id).unwrap_or([0; 16]),
-        ));
+        // A joiner learns its cluster id from the join reply, after its swarm listens.
         let inbound = Inbound::new();
-        let initial_cluster_id = *cluster_id.read();
         let net = NetHandle::start(
             identity.keypair(),
-            NetConfig::new(settings.p2p.clone(), initial_cluster_id),
+            NetConfig::new(
+                settings.p2p.clone(),
+                existing.map(|c| c.cluster_id).unwrap_or([0; 16]),
+            ),
             inbound.clone(),
         )
         .await?;
@@ -292,12 +292,10 @@ impl Node {
                     .filter_map(|m| m.peer_id.parse().ok())
                     .collect();
                 net.set_members(members).await?;
-                net.set_cluster_id(id).await?;
                 c.store(&data)?;
                 (c, "joined", Some(reply))
             }
         };
-        *cluster_id.write() = cluster.cluster_id;
         net.set_cluster_id(cluster.cluster_id).await?;
 
         let config = Arc::new(
@@ -309,7 +307,7 @@ impl Node {
         let raft = Raft::new(
             cluster.node_id,
             config,
-            Network::new(net.clone(), cluster_id.clone()),
+            Network::new(net.clone(), cluster.cluster_id),
             store.clone(),
             sm.clone(),
         )
@@ -591,7 +589,7 @@ impl Node {
         let mut members = member_peers(&self.metrics());
         members.insert(peer);
         let _ = self.inner.net.set_members(members).await;
-        for addr in node.addrs.iter().filter_map(|a| a.parse().ok()) {
+        for addr in node_addrs(node) {
             let _ = self.inner.net.add_peer_address(peer, addr).await;
         }
     }
@@ -852,12 +850,26 @@ fn admin_raft_err(
     }
 }
 
-fn member_peers(m: &openraft::RaftMetrics<NodeId, HearthNode>) -> HashSet<PeerId> {
+/// A node's listen addresses (unparsable ones skipped).
+fn node_addrs(n: &HearthNode) -> Vec<Multiaddr> {
+    n.addrs.iter().filter_map(|a| a.parse().ok()).collect()
+}
+
+/// Every member but `except`, as PeerId and listen addresses (unparsable PeerIds skipped).
+fn member_addrs(
+    m: &openraft::RaftMetrics<NodeId, HearthNode>,
+    except: Option<NodeId>,
+) -> Vec<(PeerId, Vec<Multiaddr>)> {
     m.membership_config
         .membership()
         .nodes()
-        .filter_map(|(_, n)| n.peer_id.parse().ok())
+        .filter(|(id, _)| Some(**id) != except)
+        .filter_map(|(_, n)| Some((n.peer_id.parse().ok()?, node_addrs(n))))
         .collect()
+}
+
+fn member_peers(m: &openraft::RaftMetrics<NodeId, HearthNode>) -> HashSet<PeerId> {
+    member_addrs(m, None).into_iter().map(|(p, _)| p).collect()
 }
 
 impl WriteSink for Node {
@@ -896,15 +908,8 @@ async fn membership_watcher(node: Node) {
     loop {
         let (peers, voters, addrs) = {
             let m = rx.borrow_and_update();
-            let membership = m.membership_config.membership();
-            let addrs: Vec<(PeerId, Vec<Multiaddr>)> = membership
-                .nodes()
-                .filter_map(|(_, n)| {
-                    let p = n.peer_id.parse().ok()?;
-                    Some((p, n.addrs.iter().filter_map(|a| a.parse().ok()).collect()))
-                })
-                .collect();
-            (member_peers(&m), membership.voter_ids().count(), addrs)
+            let voters = m.membership_config.membership().voter_ids().count();
+            (member_peers(&m), voters, member_addrs(&m, None))
         };
         if last.as_ref().map(|(p, _)| p) != Some(&peers) {
             if !peers.is_empty() {
@@ -935,18 +940,7 @@ async fn membership_watcher(node: Node) {
 /// is reachable again over the connection it opens.
 async fn redialer(node: Node) {
     loop {
-        let m = node.metrics();
-        let targets: Vec<(PeerId, Vec<Multiaddr>)> = m
-            .membership_config
-            .membership()
-            .nodes()
-            .filter(|(id, _)| **id != node.node_id())
-            .filter_map(|(_, n)| {
-                let p = n.peer_id.parse().ok()?;
-                Some((p, n.addrs.iter().filter_map(|a| a.parse().ok()).collect()))
-            })
-            .collect();
-        for (p, addrs) in targets {
+        for (p, addrs) in member_addrs(&node.metrics(), Some(node.node_id())) {
             let _ = node.inner.net.connect(p, addrs).await;
         }
         tokio::time::sleep(REDIAL_EVERY).await;
@@ -1028,10 +1022,7 @@ async fn join_cluster(
                 .await
                 .map_err(|e| err(format!("unreadable reply: {e}")));
         }
-        let text = resp.text().await.unwrap_or_default();
-        let message = serde_json::from_str::<api::ErrorBody>(&text)
-            .map(|b| b.error.message)
-            .unwrap_or(text);
+        let message = api::ErrorBody::message_of(&resp.text().await.unwrap_or_default());
         if status == reqwest::StatusCode::SERVICE_UNAVAILABLE
             && tokio::time::Instant::now() < deadline
         {

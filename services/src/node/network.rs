@@ -26,7 +26,6 @@ use openraft::raft::{
     VoteRequest, VoteResponse,
 };
 use openraft::Raft;
-use parking_lot::RwLock;
 use std::sync::{Arc, OnceLock};
 
 /// Request kind of a client write forwarded from a follower to the leader (body: the event
@@ -38,19 +37,16 @@ pub const FORWARD_WRITE: u8 = 16;
 #[error("{0}")]
 pub struct Msg(pub String);
 
-/// The cluster id this node puts in its requests (learned at join for a joining node).
-pub type SharedClusterId = Arc<RwLock<[u8; 16]>>;
-
 /// openraft's network factory: one [`Conn`] per target.
 #[derive(Clone)]
 pub struct Network {
     net: NetHandle,
-    cluster_id: SharedClusterId,
+    cluster_id: [u8; 16],
 }
 
 impl Network {
     /// A factory sending through `net` with `cluster_id` in every request.
-    pub fn new(net: NetHandle, cluster_id: SharedClusterId) -> Self {
+    pub fn new(net: NetHandle, cluster_id: [u8; 16]) -> Self {
         Network { net, cluster_id }
     }
 }
@@ -71,7 +67,7 @@ impl RaftNetworkFactory<TypeConfig> for Network {
         }
         Conn {
             net: self.net.clone(),
-            cluster_id: self.cluster_id.clone(),
+            cluster_id: self.cluster_id,
             target,
             peer,
             peer_text: node.peer_id.clone(),
@@ -82,7 +78,7 @@ impl RaftNetworkFactory<TypeConfig> for Network {
 /// One raft target: sends RPCs to its PeerId.
 pub struct Conn {
     net: NetHandle,
-    cluster_id: SharedClusterId,
+    cluster_id: [u8; 16],
     target: NodeId,
     peer: Option<PeerId>,
     peer_text: String,
@@ -114,7 +110,7 @@ impl Conn {
             )))
         })?;
         let req = RaftRequest {
-            cluster_id: *self.cluster_id.read(),
+            cluster_id: self.cluster_id,
             kind,
             body,
         };
