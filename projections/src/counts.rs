@@ -81,6 +81,7 @@ mod tests {
 
     const CTX: ApplyCtx = ApplyCtx {
         index: 1,
+        position: 0,
         log_time_ms: 0,
     };
 
@@ -144,6 +145,7 @@ mod tests {
             for (i, e) in events.iter().enumerate() {
                 let ctx = ApplyCtx {
                     index: i as u64 + 1,
+                    position: 0,
                     log_time_ms: 0,
                 };
                 state.apply(&CountsProjection, &ctx, e);

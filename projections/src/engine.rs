@@ -92,7 +92,6 @@ pub(crate) fn apply_entry(
     base: &dyn Base,
     overlay: &mut Overlay,
 ) -> Result<Outcome, EngineError> {
-    let tables = Tables::new(projections.len());
     if let Some((applied, _)) = cursor.applied {
         if entry.index <= applied {
             return Ok(Outcome::AlreadyApplied);
@@ -105,17 +104,75 @@ pub(crate) fn apply_entry(
         }
     }
     cursor.applied = Some((entry.index, entry.term));
-    let payload = match &entry.payload {
-        EntryData::Other => return Ok(Outcome::NotAnEvent),
-        EntryData::Event(payload) => payload,
-    };
+    match &entry.payload {
+        EntryData::Other => Ok(Outcome::NotAnEvent),
+        EntryData::Event(payload) => {
+            let at = EventAt {
+                index: entry.index,
+                position: None,
+            };
+            apply_event(projections, cursor, at, payload, base, overlay)
+        }
+        EntryData::Batch(payloads) => {
+            let mut outcomes = Vec::with_capacity(payloads.len());
+            for (position, payload) in payloads.iter().enumerate() {
+                let position = u32::try_from(position).map_err(|_| {
+                    EngineError::Corrupt(format!(
+                        "entry {} holds more than 2^32 events",
+                        entry.index
+                    ))
+                })?;
+                let at = EventAt {
+                    index: entry.index,
+                    position: Some(position),
+                };
+                outcomes.push(apply_event(
+                    projections,
+                    cursor,
+                    at,
+                    payload,
+                    base,
+                    overlay,
+                )?);
+            }
+            Ok(Outcome::Batch(outcomes))
+        }
+    }
+}
+
+/// Where an event sits: its entry's index, and its position when the entry is a batch.
+#[derive(Clone, Copy, Debug)]
+struct EventAt {
+    index: u64,
+    position: Option<u32>,
+}
+
+impl EventAt {
+    fn rejected_key(self, source: &str) -> Vec<u8> {
+        match self.position {
+            None => format::rejected_key(self.index, source),
+            Some(position) => format::batch_rejected_key(self.index, position, source),
+        }
+    }
+}
+
+/// Applies one event (decode, log time, de-duplication, every projection).
+fn apply_event(
+    projections: &[Arc<dyn Projection>],
+    cursor: &mut Cursor,
+    at: EventAt,
+    payload: &[u8],
+    base: &dyn Base,
+    overlay: &mut Overlay,
+) -> Result<Outcome, EngineError> {
+    let tables = Tables::new(projections.len());
     let event = match hearth_proto::decode_envelope(payload) {
         Ok(event) => event,
         Err(e) => {
             let rejection = Rejection::Undecodable {
                 reason: e.to_string(),
             };
-            reject(overlay, tables, entry.index, "", &rejection.reason());
+            reject(overlay, tables, at, "", &rejection.reason());
             return Ok(Outcome::Rejected(rejection));
         }
     };
@@ -130,13 +187,14 @@ pub(crate) fn apply_entry(
                 ))
             })?;
             let rejection = Rejection::DuplicateRequest { first_index };
-            reject(overlay, tables, entry.index, "", &rejection.reason());
+            reject(overlay, tables, at, "", &rejection.reason());
             return Ok(Outcome::Rejected(rejection));
         }
-        overlay.put(tables.requests(), key, entry.index.to_le_bytes().to_vec());
+        overlay.put(tables.requests(), key, at.index.to_le_bytes().to_vec());
     }
     let ctx = ApplyCtx {
-        index: entry.index,
+        index: at.index,
+        position: at.position.unwrap_or(0),
         log_time_ms: cursor.log_time_ms,
     };
     let mut rejected_by = Vec::new();
@@ -144,7 +202,7 @@ pub(crate) fn apply_entry(
         if let Some(reason) =
             run_projection(projection.as_ref(), &ctx, &event, table, base, overlay)
         {
-            reject(overlay, tables, entry.index, projection.name(), &reason);
+            reject(overlay, tables, at, projection.name(), &reason);
             rejected_by.push(ProjectionRejection {
                 projection: projection.name(),
                 reason,
@@ -182,10 +240,10 @@ fn run_projection(
     }
 }
 
-fn reject(overlay: &mut Overlay, tables: Tables, index: u64, source: &str, reason: &str) {
+fn reject(overlay: &mut Overlay, tables: Tables, at: EventAt, source: &str, reason: &str) {
     overlay.put(
         tables.rejected(),
-        format::rejected_key(index, source),
+        at.rejected_key(source),
         reason.as_bytes().to_vec(),
     );
 }

@@ -23,6 +23,16 @@ impl CommittedEntry {
         }
     }
 
+    /// An entry carrying several prost-encoded envelopes (a proposer's batch), applied in order
+    /// as if each had an entry of its own; event `i` is addressed as `(index, i)`.
+    pub fn batch(index: u64, term: u64, envelopes: Vec<Bytes>) -> Self {
+        Self {
+            index,
+            term,
+            payload: EntryData::Batch(envelopes),
+        }
+    }
+
     /// An entry that is not an event (raft membership change, blank leader entry).
     pub fn other(index: u64, term: u64) -> Self {
         Self {
@@ -38,6 +48,9 @@ impl CommittedEntry {
 pub enum EntryData {
     /// A prost-encoded [`hearth_proto::v1::Envelope`] (possibly malformed: then it is rejected).
     Event(Bytes),
+    /// Several prost-encoded envelopes in one entry, applied in order (each may be malformed
+    /// on its own: then that one is rejected).
+    Batch(Vec<Bytes>),
     /// Not an event: no projection runs, only the applied index advances.
     Other,
 }
@@ -58,6 +71,26 @@ pub enum Outcome {
         /// Projections that rejected the event, in registration order.
         rejected_by: Vec<ProjectionRejection>,
     },
+    /// The entry is a batch ([`EntryData::Batch`]): one outcome per event, in order, each
+    /// [`Outcome::Rejected`] or [`Outcome::Applied`].
+    Batch(Vec<Outcome>),
+}
+
+impl Outcome {
+    /// For each event of the entry, in order: `Some(reason)` when the runtime rejected it as a
+    /// whole (undecodable, duplicate request id), else `None`. Empty for entries that are not
+    /// events or were applied before.
+    pub fn event_rejections(&self) -> Vec<Option<String>> {
+        match self {
+            Outcome::AlreadyApplied | Outcome::NotAnEvent => Vec::new(),
+            Outcome::Rejected(r) => vec![Some(r.reason())],
+            Outcome::Applied { .. } => vec![None],
+            Outcome::Batch(outcomes) => outcomes
+                .iter()
+                .flat_map(Outcome::event_rejections)
+                .collect(),
+        }
+    }
 }
 
 /// Why the runtime rejected an event.

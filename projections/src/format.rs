@@ -12,6 +12,7 @@
 //! | `meta` | `projection/<name>` | empty: the projection has folded every entry since the store was created |
 //! | `requests` | request node bytes ‖ seq u64 BE | u64 LE index of the entry that applied it |
 //! | `rejected` | index u64 BE ‖ source | UTF-8 reason; source is empty for the runtime, else the projection's name |
+//! | `rejected` | index u64 BE ‖ 0xFF ‖ position u32 BE ‖ source | the same, for the event at `position` of a batch entry (0xFF never occurs in UTF-8, so the two forms cannot collide) |
 //! | `<projection name>` | the projection's own | the projection's own |
 //!
 //! A projection's name is versioned (`"counts-1"`): changing its keys or values means a new name,
@@ -82,6 +83,20 @@ pub fn rejected_key(index: u64, source: &str) -> Vec<u8> {
     key
 }
 
+/// `rejected` key of the event at `position` of a batch entry: index u64 BE ‖ 0xFF ‖ position
+/// u32 BE ‖ source. Sorts after the entry's single-event keys and by position.
+pub fn batch_rejected_key(index: u64, position: u32, source: &str) -> Vec<u8> {
+    let mut key = Vec::with_capacity(13 + source.len());
+    key.extend_from_slice(&index.to_be_bytes());
+    key.push(BATCH_MARK);
+    key.extend_from_slice(&position.to_be_bytes());
+    key.extend_from_slice(source.as_bytes());
+    key
+}
+
+/// The byte after the index in a batch event's `rejected` key (never part of UTF-8).
+const BATCH_MARK: u8 = 0xFF;
+
 /// `meta` key marking projection `name` as complete.
 pub fn projection_marker(name: &str) -> Vec<u8> {
     let mut key = META_PROJECTION_PREFIX.to_vec();
@@ -112,5 +127,9 @@ mod tests {
     fn rejected_keys_sort_by_index() {
         assert!(rejected_key(255, "") < rejected_key(256, ""));
         assert!(rejected_key(1, "zzz") < rejected_key(2, ""));
+        assert!(batch_rejected_key(1, 9, "zzz") < rejected_key(2, ""));
+        assert!(batch_rejected_key(1, 0, "counts-1") < batch_rejected_key(1, 1, ""));
+        assert!(rejected_key(1, "counts-1") < batch_rejected_key(1, 0, ""));
+        assert_ne!(batch_rejected_key(1, 0, ""), rejected_key(1, ""));
     }
 }

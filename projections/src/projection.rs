@@ -8,6 +8,9 @@ use hearth_proto::v1::Envelope;
 pub struct ApplyCtx {
     /// Log index of the entry carrying the event.
     pub index: u64,
+    /// Position of the event inside its entry: 0 for an entry holding one event, `i` for the
+    /// `i`-th event of a batch entry. `(index, position)` names an event uniquely.
+    pub position: u32,
     /// Log time in Unix milliseconds: the maximum of every `proposed_at_unix_ms` seen in the log
     /// up to and including this entry. Never goes backwards, and is the same on every node.
     pub log_time_ms: u64,

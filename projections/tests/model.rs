@@ -22,6 +22,8 @@ enum Spec {
     },
     /// Bytes that are (almost always) not an envelope.
     Garbage(Vec<u8>),
+    /// Several events (or garbage) in one entry, as a proposer's batch.
+    Batch(Vec<Spec>),
     /// A membership or blank entry.
     Other,
 }
@@ -37,13 +39,33 @@ enum After {
     },
 }
 
-fn spec() -> impl Strategy<Value = Spec> {
+fn event_spec() -> impl Strategy<Value = Spec> {
     prop_oneof![
         8 => (0u64..40, 0u8..3, 0u64..12, 0u64..2_000)
             .prop_map(|(seed, node, seq, proposed)| Spec::Event { seed, node, seq, proposed }),
         1 => proptest::collection::vec(any::<u8>(), 0..12).prop_map(Spec::Garbage),
+    ]
+}
+
+fn spec() -> impl Strategy<Value = Spec> {
+    prop_oneof![
+        9 => event_spec(),
+        2 => proptest::collection::vec(event_spec(), 0..5).prop_map(Spec::Batch),
         1 => Just(Spec::Other),
     ]
+}
+
+fn payload(spec: &Spec) -> Bytes {
+    match spec {
+        Spec::Event {
+            seed,
+            node,
+            seq,
+            proposed,
+        } => common::event_bytes(*seed, *node, *seq, *proposed),
+        Spec::Garbage(bytes) => Bytes::from(bytes.clone()),
+        Spec::Batch(_) | Spec::Other => Bytes::new(),
+    }
 }
 
 fn after() -> impl Strategy<Value = After> {
@@ -63,18 +85,11 @@ fn entries(specs: &[Spec]) -> Vec<CommittedEntry> {
         .map(|(spec, index)| {
             let term = 1 + index / 16;
             match spec {
-                Spec::Event {
-                    seed,
-                    node,
-                    seq,
-                    proposed,
-                } => CommittedEntry::event(
-                    index,
-                    term,
-                    common::event_bytes(*seed, *node, *seq, *proposed),
-                ),
-                Spec::Garbage(bytes) => {
-                    CommittedEntry::event(index, term, Bytes::from(bytes.clone()))
+                Spec::Event { .. } | Spec::Garbage(_) => {
+                    CommittedEntry::event(index, term, payload(spec))
+                }
+                Spec::Batch(specs) => {
+                    CommittedEntry::batch(index, term, specs.iter().map(payload).collect())
                 }
                 Spec::Other => CommittedEntry::other(index, term),
             }

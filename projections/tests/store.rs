@@ -185,6 +185,89 @@ fn duplicate_request_is_rejected_and_counted_once() -> TestResult {
 }
 
 #[test]
+fn a_batch_entry_applies_each_event_in_order_with_its_own_outcome() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let store = ProjectionStore::open(dir.path(), projections())?;
+    let ev = |seed, node, seq, proposed| common::event_bytes(seed, node, seq, proposed);
+    let outcomes = store.apply_batch(&[
+        event(1, 1, 9, 1, 1_000),
+        CommittedEntry::batch(
+            2,
+            1,
+            vec![
+                ev(2, 9, 2, 2_000),                       // applied
+                ev(3, 9, 1, 2_100),                       // duplicate of entry 1
+                Bytes::from_static(b"\xff not protobuf"), // undecodable
+                ev(4, 8, 5, 1_500),                       // ledger-1 rejects seq 5
+                ev(5, 8, 6, 1_600),                       // applied
+                ev(6, 8, 6, 1_700),                       // duplicate inside the batch
+            ],
+        ),
+        CommittedEntry::batch(3, 1, Vec::new()),
+    ])?;
+    let Outcome::Batch(inner) = &outcomes[1] else {
+        panic!("unexpected outcome {outcomes:?}");
+    };
+    assert_eq!(inner.len(), 6);
+    assert!(matches!(&inner[0], Outcome::Applied { rejected_by } if rejected_by.is_empty()));
+    assert_eq!(
+        inner[1],
+        Outcome::Rejected(Rejection::DuplicateRequest { first_index: 1 })
+    );
+    assert!(matches!(
+        inner[2],
+        Outcome::Rejected(Rejection::Undecodable { .. })
+    ));
+    assert!(matches!(&inner[3], Outcome::Applied { rejected_by } if rejected_by.len() == 1));
+    assert!(matches!(&inner[4], Outcome::Applied { rejected_by } if rejected_by.is_empty()));
+    assert_eq!(
+        inner[5],
+        Outcome::Rejected(Rejection::DuplicateRequest { first_index: 2 })
+    );
+    assert_eq!(outcomes[2], Outcome::Batch(Vec::new()));
+    let reasons = outcomes[1].event_rejections();
+    assert_eq!(reasons.iter().filter(|r| r.is_some()).count(), 3);
+    assert_eq!(outcomes[0].event_rejections(), [None]);
+
+    assert_eq!(store.applied(), Some((3, 1)));
+    assert_eq!(
+        store.log_time_ms(),
+        2_100,
+        "every event of the batch moves log time"
+    );
+    assert_eq!(
+        store.get("ledger-1", b"total")?,
+        Some(3u64.to_le_bytes().to_vec()),
+        "entry 1, and positions 0 and 4 of the batch (ledger-1 rejected position 3)"
+    );
+    let keys: Vec<_> = store
+        .scan_prefix(format::CF_REJECTED, &[])?
+        .into_iter()
+        .map(|(k, _)| k)
+        .collect();
+    assert_eq!(
+        keys,
+        [
+            format::batch_rejected_key(2, 1, ""),
+            format::batch_rejected_key(2, 2, ""),
+            format::batch_rejected_key(2, 3, "ledger-1"),
+            format::batch_rejected_key(2, 5, ""),
+        ]
+    );
+    // The model agrees, and so does a rebuild.
+    let mut model = MemStore::new(projections())?;
+    let log = [
+        event(1, 1, 9, 1, 1_000),
+        CommittedEntry::batch(2, 1, vec![ev(2, 9, 2, 2_000), ev(3, 9, 1, 2_100)]),
+    ];
+    model.apply_batch(&log)?;
+    let rebuilt_dir = tempfile::tempdir()?;
+    let rebuilt = ProjectionStore::rebuild(rebuilt_dir.path(), projections(), log)?;
+    assert_eq!(model.digests()?, rebuilt.digests()?);
+    Ok(())
+}
+
+#[test]
 fn undecodable_payload_is_rejected_and_the_index_advances() -> TestResult {
     let dir = tempfile::tempdir()?;
     let store = ProjectionStore::open(dir.path(), projections())?;

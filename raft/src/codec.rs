@@ -6,8 +6,10 @@
 //!
 //! * An entry is stored as one `hearth-log` entry: the log record's `index` and `term` are the
 //!   log id's, and the payload is [`ENTRY_VERSION`] + [`EntryRecord`], which repeats the *full*
-//!   log id (term, leader node id, index) and holds the payload (blank, normal = the event
-//!   envelope bytes, or membership). Decoding checks the repeated index and term against the
+//!   log id (term, leader node id, index) and holds the payload (blank, normal = one event
+//!   envelope's bytes, batch = several envelopes, or membership). A [`Proposal`] of exactly one
+//!   envelope is always stored as normal, so entries written before batching existed read back
+//!   unchanged and every node maps an entry to the same events. Decoding checks the repeated index and term against the
 //!   record header.
 //! * The metadata record is [`META_VERSION`] + [`MetaRecord`]: vote, committed and last purged
 //!   log id.
@@ -42,7 +44,7 @@ pub struct EntryRecord {
     #[prost(uint64, tag = "3")]
     pub index: u64,
     /// What the entry carries.
-    #[prost(oneof = "PayloadRecord", tags = "4, 5, 6")]
+    #[prost(oneof = "PayloadRecord", tags = "4, 5, 6, 7")]
     pub payload: Option<PayloadRecord>,
 }
 
@@ -58,6 +60,17 @@ pub enum PayloadRecord {
     /// A membership change.
     #[prost(message, tag = "6")]
     Membership(MembershipRecord),
+    /// A normal entry carrying several envelopes (any count but one, which is [`Self::Normal`]).
+    #[prost(message, tag = "7")]
+    Batch(BatchRecord),
+}
+
+/// The envelopes of a batch entry, in the order they are applied.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct BatchRecord {
+    /// Encoded envelopes.
+    #[prost(bytes = "bytes", repeated, tag = "1")]
+    pub envelopes: Vec<Bytes>,
 }
 
 /// Nothing: marks a blank entry.
@@ -234,7 +247,12 @@ fn body(what: &'static str, supported: u8, bytes: &Bytes) -> Result<Bytes, Codec
 pub fn encode_entry_payload(entry: &Entry) -> Bytes {
     let payload = match &entry.payload {
         EntryPayload::Blank => PayloadRecord::Blank(BlankRecord {}),
-        EntryPayload::Normal(p) => PayloadRecord::Normal(p.envelope.clone()),
+        EntryPayload::Normal(p) => match p.envelopes.as_slice() {
+            [one] => PayloadRecord::Normal(one.clone()),
+            many => PayloadRecord::Batch(BatchRecord {
+                envelopes: many.to_vec(),
+            }),
+        },
         EntryPayload::Membership(m) => PayloadRecord::Membership(m.into()),
     };
     let id = &entry.log_id;
@@ -273,7 +291,8 @@ pub fn decode_entry_payload(payload: &Bytes) -> Result<Entry, CodecError> {
             })
         }
         Some(PayloadRecord::Blank(_)) => EntryPayload::Blank,
-        Some(PayloadRecord::Normal(envelope)) => EntryPayload::Normal(Proposal { envelope }),
+        Some(PayloadRecord::Normal(envelope)) => EntryPayload::Normal(Proposal::new(envelope)),
+        Some(PayloadRecord::Batch(b)) => EntryPayload::Normal(Proposal::batch(b.envelopes)),
         Some(PayloadRecord::Membership(m)) => EntryPayload::Membership(m.into()),
     };
     Ok(Entry {
@@ -365,6 +384,9 @@ mod tests {
         let payload = prop_oneof![
             Just(EntryPayload::Blank),
             vec(any::<u8>(), 0..512).prop_map(|b| EntryPayload::Normal(Proposal::new(b))),
+            vec(vec(any::<u8>(), 0..64), 0..6).prop_map(|v| EntryPayload::Normal(Proposal::batch(
+                v.into_iter().map(Bytes::from).collect()
+            ))),
             arb_membership().prop_map(EntryPayload::Membership),
         ];
         (arb_log_id(), payload).prop_map(|(log_id, payload)| Entry { log_id, payload })

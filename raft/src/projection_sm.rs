@@ -47,9 +47,11 @@
 //! purges only up to a snapshot; [`ProjectionStateMachine::flush`] returns the durable log id
 //! for any other caller.
 //!
-//! Entries: `Normal(Proposal)` → [`CommittedEntry::event`] (an envelope that does not decode is
-//! recorded as rejected by the runtime; apply never fails on input), `Blank` and `Membership` →
-//! [`CommittedEntry::other`]. Each entry answers [`Applied`] with its index, in order. openraft
+//! Entries: `Normal(Proposal)` of one envelope → [`CommittedEntry::event`], of several →
+//! [`CommittedEntry::batch`] (an envelope that does not decode is recorded as rejected by the
+//! runtime; apply never fails on input), `Blank` and `Membership` → [`CommittedEntry::other`].
+//! Each entry answers [`Applied`] with its index and, per envelope, the runtime's rejection if
+//! any, in order. openraft
 //! hands entries without gaps; its conformance suite does not (it applies index 3, then 5): a gap
 //! is bridged with one synthetic `other` entry at the index before, in the same RocksDB write
 //! (only the applied index moves, so no state or digest changes), and logged as a warning.
@@ -101,6 +103,7 @@ use openraft::storage::RaftStateMachine;
 use openraft::{EntryPayload, ErrorSubject, ErrorVerb, OptionalSend, RaftSnapshotBuilder};
 use parking_lot::{Mutex, RwLock};
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use std::fs;
 use std::io::Cursor;
 use std::path::{Path, PathBuf};
@@ -210,7 +213,7 @@ impl Inner {
     fn apply(&mut self, state_dir: &Path, entries: Vec<Entry>) -> Result<Vec<Applied>> {
         let mut pending: Vec<CommittedEntry> = Vec::with_capacity(entries.len());
         let mut out = Vec::with_capacity(entries.len());
-        let mut rejected: Vec<(u64, String)> = Vec::new();
+        let mut rejected: BTreeMap<u64, Vec<Option<String>>> = BTreeMap::new();
         for entry in entries {
             let id = entry.log_id;
             let prev = self.last_applied;
@@ -255,8 +258,13 @@ impl Inner {
             }
             let term = id.leader_id.term;
             pending.push(match entry.payload {
-                EntryPayload::Normal(proposal) => {
-                    CommittedEntry::event(id.index, term, proposal.envelope)
+                EntryPayload::Normal(mut proposal) => {
+                    if proposal.envelopes.len() == 1 {
+                        let envelope = proposal.envelopes.pop().unwrap_or_default();
+                        CommittedEntry::event(id.index, term, envelope)
+                    } else {
+                        CommittedEntry::batch(id.index, term, proposal.envelopes)
+                    }
                 }
                 EntryPayload::Blank | EntryPayload::Membership(_) => {
                     CommittedEntry::other(id.index, term)
@@ -270,27 +278,26 @@ impl Inner {
         }
         let outcomes = self.store()?.apply_batch(&pending)?;
         note_rejections(&pending, outcomes, &mut rejected);
-        if !rejected.is_empty() {
-            for applied in &mut out {
-                if let Some((_, reason)) = rejected.iter().find(|(i, _)| *i == applied.index) {
-                    applied.rejected = Some(reason.clone());
-                }
+        for applied in &mut out {
+            if let Some(reasons) = rejected.remove(&applied.index) {
+                applied.rejected = reasons;
             }
         }
         Ok(out)
     }
 }
 
-/// Records which of `batch` the runtime rejected as a whole (a duplicate request id, an
-/// undecodable event), so the proposer learns it from the response.
+/// Records, per event of each entry of `batch`, whether the runtime rejected it as a whole (a
+/// duplicate request id, an undecodable event), so the proposer learns it from the response.
 fn note_rejections(
     batch: &[CommittedEntry],
     outcomes: Vec<Outcome>,
-    into: &mut Vec<(u64, String)>,
+    into: &mut BTreeMap<u64, Vec<Option<String>>>,
 ) {
     for (entry, outcome) in batch.iter().zip(outcomes) {
-        if let Outcome::Rejected(r) = outcome {
-            into.push((entry.index, r.reason()));
+        let reasons = outcome.event_rejections();
+        if !reasons.is_empty() {
+            into.insert(entry.index, reasons);
         }
     }
 }

@@ -22,42 +22,55 @@ pub struct HearthNode {
     pub http: String,
 }
 
-/// The application data of a normal raft entry: one event envelope, as the bytes of a
-/// prost-encoded `hearth_proto::v1::Envelope`. This crate treats them as opaque.
+/// The application data of a normal raft entry: one or more event envelopes, each the bytes of
+/// a prost-encoded `hearth_proto::v1::Envelope`, applied in order. A proposer batches the writes
+/// that arrive while its previous entry is being committed into one entry, so one log fsync and
+/// one replication round trip carry many events. This crate treats the envelopes as opaque.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Proposal {
-    /// The encoded envelope.
-    pub envelope: Bytes,
+    /// The encoded envelopes, in the order they are applied.
+    pub envelopes: Vec<Bytes>,
 }
 
 impl Proposal {
-    /// A proposal carrying `envelope`.
+    /// A proposal carrying one `envelope`.
     pub fn new(envelope: impl Into<Bytes>) -> Self {
         Proposal {
-            envelope: envelope.into(),
+            envelopes: vec![envelope.into()],
         }
+    }
+
+    /// A proposal carrying `envelopes`, applied in order.
+    pub fn batch(envelopes: Vec<Bytes>) -> Self {
+        Proposal { envelopes }
     }
 }
 
 /// What applying an entry answers: the log index it was applied at (a read may wait until a
-/// node has applied it, for read-your-writes).
+/// node has applied it, for read-your-writes) and, per envelope, whether it was rejected.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Applied {
     /// The index of the applied entry.
     pub index: u64,
-    /// Set when the projection runtime recorded the event as rejected instead of folding it
-    /// (a duplicate request id, an undecodable event): the reason. The entry stays in the log.
+    /// One item per envelope of a normal entry, in order (empty for other entries): `Some`
+    /// with the reason when the projection runtime recorded the event as rejected instead of
+    /// folding it (a duplicate request id, an undecodable event). The entry stays in the log.
     #[serde(default)]
-    pub rejected: Option<String>,
+    pub rejected: Vec<Option<String>>,
 }
 
 impl Applied {
-    /// Applied at `index`, not rejected.
+    /// Applied at `index`, nothing rejected.
     pub fn at(index: u64) -> Self {
         Applied {
             index,
-            rejected: None,
+            rejected: Vec::new(),
         }
+    }
+
+    /// The outcome of the envelope at `position`: `Some(reason)` when it was rejected.
+    pub fn rejection(&self, position: usize) -> Option<&str> {
+        self.rejected.get(position).and_then(|r| r.as_deref())
     }
 }
 

@@ -43,7 +43,8 @@ fn membership(voters: &[u64]) -> Membership {
 }
 
 /// A log of 60 entries with four leaders (two of them in the same term, as openraft's default
-/// leader ids allow), three membership changes, an undecodable payload and a duplicate request.
+/// leader ids allow), three membership changes, an undecodable payload, a duplicate request and
+/// a batch entry holding one new event, one duplicate and one undecodable payload.
 fn history() -> Vec<Entry> {
     let mut out = Vec::new();
     for index in 1..=60u64 {
@@ -64,6 +65,15 @@ fn history() -> Vec<Entry> {
                 EntryPayload::Normal(Proposal::new(&b"not an envelope"[..])),
             ),
             41 => event(id, 3), // the same request as index 5: rejected as a duplicate
+            // A proposer's batch: a new event, the same request as index 6, garbage.
+            50 => entry(
+                id,
+                EntryPayload::Normal(Proposal::batch(vec![
+                    sample_envelope(48, 200).encode_to_bytes(),
+                    sample_envelope(4, 200).encode_to_bytes(),
+                    bytes::Bytes::from_static(b"not an envelope"),
+                ])),
+            ),
             _ => event(id, index - 2),
         });
     }
@@ -120,7 +130,8 @@ async fn applied_events_reach_the_counts_projection() {
     let indexes: Vec<u64> = replies.iter().map(|a| a.index).collect();
     assert_eq!(indexes, (1..=60).collect::<Vec<_>>());
 
-    // 60 entries - 3 blank - 3 membership - 1 undecodable - 1 duplicate = 52 counted events.
+    // 60 entries - 3 blank - 3 membership - 1 undecodable - 1 duplicate = 52 counted events
+    // (the batch at 50 counts one).
     let kinds: u64 = ["BlobAccepted", "PeerSeen"]
         .iter()
         .map(|k| count(&sm, &CountsProjection::kind_key(k)))
@@ -130,7 +141,22 @@ async fn applied_events_reach_the_counts_projection() {
         .with_store(|s| s.scan_prefix("rejected", b""))
         .unwrap()
         .unwrap();
-    assert_eq!(rejected.len(), 2, "{rejected:?}");
+    assert_eq!(rejected.len(), 4, "{rejected:?}");
+    assert_eq!(replies[4].rejected, [None], "index 5: applied");
+    assert!(
+        replies[0].rejected.is_empty(),
+        "a blank entry has no events"
+    );
+    assert!(replies[39].rejection(0).unwrap().starts_with("undecodable"));
+    assert!(replies[40].rejection(0).unwrap().starts_with("duplicate"));
+    let batch = &replies[49].rejected;
+    assert_eq!(batch.len(), 3, "{batch:?}");
+    assert_eq!(batch[0], None);
+    assert!(batch[1]
+        .as_deref()
+        .unwrap()
+        .contains("first applied at index 6"));
+    assert!(batch[2].as_deref().unwrap().starts_with("undecodable"));
 
     let (applied, mem) = sm.applied_state().await.unwrap();
     assert_eq!(applied, Some(lid(3, 1, 60)));

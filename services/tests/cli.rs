@@ -1,5 +1,6 @@
 //! End-to-end tests of the `hearth` binary: `log verify`, `log dump` and `bench log`, run as a
-//! child process against logs written with `hearth_log` directly. Every child is killed after a
+//! child process against logs written with `hearth_log` directly (bare envelopes, or raft
+//! entries through `hearth_raft::codec`). Every child is killed after a
 //! deadline so a hang fails the test instead of stalling the suite.
 
 use hearth_log::{Entry, Log, LogOptions};
@@ -252,6 +253,95 @@ fn verify_and_dump_a_good_log() {
     let out = hearth(&["log", "dump", "--data-dir", d], LIMIT);
     assert!(out.status.success(), "stderr: {}", text(&out.stderr));
     assert_eq!(text(&out.stdout).lines().count(), 100);
+}
+
+/// A node's log: raft entries (blank, membership, one event, a batch of three with garbage
+/// last) appended with the raft codec.
+fn write_raft_log(data_dir: &Path) {
+    use hearth_raft::{codec, Membership, Proposal};
+    use openraft::{CommittedLeaderId, EntryPayload, LogId};
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        std::fs::create_dir_all(data_dir).expect("data dir");
+        let log = Log::open(log_dir(data_dir), LogOptions::default()).expect("open log");
+        let ev = |seed| hearth_proto::sample::sample_envelope(seed, 100).encode_to_bytes();
+        let voters = std::collections::BTreeSet::from([7u64]);
+        let payloads = [
+            EntryPayload::Blank,
+            EntryPayload::Membership(Membership::new(vec![voters], None)),
+            EntryPayload::Normal(Proposal::new(ev(1))),
+            EntryPayload::Normal(Proposal::batch(vec![
+                ev(2),
+                ev(3),
+                bytes::Bytes::from_static(b"junk"),
+            ])),
+        ];
+        for (payload, index) in payloads.into_iter().zip(1u64..) {
+            let entry = hearth_raft::Entry {
+                log_id: LogId::new(CommittedLeaderId::new(1, 7), index),
+                payload,
+            };
+            log.append(vec![codec::encode_entry(&entry)])
+                .await
+                .expect("append");
+        }
+        log.close().await.expect("close");
+    });
+}
+
+#[test]
+fn dump_shows_raft_entries_and_one_line_per_batched_event() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("node");
+    write_raft_log(&data);
+    let d = data.to_str().expect("utf-8 path");
+    let out = hearth(&["log", "dump", "--data-dir", d, "--json"], LIMIT);
+    assert!(out.status.success(), "stderr: {}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    let lines: Vec<serde_json::Value> = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("JSON line"))
+        .collect();
+    let at: Vec<(u64, Option<u64>, &str)> = lines
+        .iter()
+        .map(|v| {
+            (
+                v["index"].as_u64().expect("index"),
+                v["position"].as_u64(),
+                v["kind"].as_str().expect("kind"),
+            )
+        })
+        .collect();
+    assert_eq!(
+        at,
+        [
+            (1, None, "RaftBlank"),
+            (2, None, "RaftMembership"),
+            (3, None, lines[2]["kind"].as_str().unwrap_or("?")),
+            (4, Some(0), lines[3]["kind"].as_str().unwrap_or("?")),
+            (4, Some(1), lines[4]["kind"].as_str().unwrap_or("?")),
+            (4, Some(2), "Undecodable"),
+        ],
+        "{stdout}"
+    );
+    assert_eq!(lines[1]["voters"], serde_json::json!([[7]]));
+    for v in &lines[2..5] {
+        assert!(v["event"].is_object(), "{v}");
+        assert_ne!(v["kind"], "Unknown");
+    }
+    assert!(lines[5]["undecodable"].is_string());
+
+    let out = hearth(&["log", "dump", "--data-dir", d], LIMIT);
+    assert!(out.status.success(), "stderr: {}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    assert_eq!(stdout.lines().count(), 6, "{stdout}");
+    assert!(
+        stdout.contains("4.2") && stdout.contains("UNDECODABLE"),
+        "{stdout}"
+    );
 }
 
 #[test]

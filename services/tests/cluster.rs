@@ -190,7 +190,9 @@ async fn three_nodes_survive_a_leader_sigkill_under_load() {
     const WRITERS: u64 = 16;
     let acked = Arc::new(AtomicU64::new(0));
     let killed = Arc::new(AtomicU64::new(0));
-    let acks: Arc<Mutex<Vec<(u64, u64, bool)>>> = Arc::new(Mutex::new(Vec::new()));
+    // (event, entry index, position in the entry, acknowledged before the kill)
+    type Ack = (u64, u64, u32, bool);
+    let acks: Arc<Mutex<Vec<Ack>>> = Arc::new(Mutex::new(Vec::new()));
     let mut tasks = Vec::new();
     for w in 0..WRITERS {
         let (c, urls, acked, killed, acks) = (
@@ -211,12 +213,14 @@ async fn three_nodes_survive_a_leader_sigkill_under_load() {
                         Ok(r) => {
                             // A retry of a write that had committed is a duplicate: the first
                             // index is the one that counts.
-                            let index = match r.reason.as_deref() {
-                                Some(reason) if reason.contains("duplicate") => None,
-                                _ => Some(r.index),
-                            };
-                            if let Some(index) = index {
-                                acks.lock().unwrap().push((i, index, before_kill));
+                            let first = !matches!(
+                                r.reason.as_deref(),
+                                Some(reason) if reason.contains("duplicate")
+                            );
+                            if first {
+                                acks.lock()
+                                    .unwrap()
+                                    .push((i, r.index, r.position, before_kill));
                             }
                             acked.fetch_add(1, Ordering::SeqCst);
                             break;
@@ -260,8 +264,8 @@ async fn three_nodes_survive_a_leader_sigkill_under_load() {
     // the same chain hash and the event bytes that were sent.
     let state = converged(&c, &survivors).await;
     let acks = acks.lock().unwrap().clone();
-    assert!(acks.iter().filter(|a| a.2).count() >= 3_000 - WRITERS as usize);
-    for (i, index, before_kill) in &acks {
+    assert!(acks.iter().filter(|a| a.3).count() >= 3_000 - WRITERS as usize);
+    for (i, index, position, before_kill) in &acks {
         assert!(
             Some(*index) <= state.last_index,
             "ack {index} beyond the log"
@@ -275,9 +279,11 @@ async fn three_nodes_survive_a_leader_sigkill_under_load() {
                 .await
                 .unwrap_or_else(|| panic!("entry {index} missing on {u}"));
             assert_eq!(
-                e.envelope_blake3.as_deref(),
+                e.envelopes_blake3
+                    .get(*position as usize)
+                    .map(String::as_str),
                 Some(blake3::hash(&event(b"load", *i)).to_hex().as_str()),
-                "entry {index} on {u} is not event {i}"
+                "entry {index} position {position} on {u} is not event {i}"
             );
             if let Some(s) = &seen {
                 assert_eq!(s, &e, "entry {index} differs between survivors");

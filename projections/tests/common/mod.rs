@@ -32,7 +32,7 @@ pub fn event(index: u64, seed: u64, node: u8, seq: u64, proposed: u64) -> Commit
     CommittedEntry::event(index, 1, event_bytes(seed, node, seq, proposed))
 }
 
-/// Test projection `"ledger-1"`: per origin, the log time and index of its last event; a total;
+/// Test projection `"ledger-1"`: per origin, the log time, index (and position, in a batch) of its last event; a total;
 /// deletes an origin's record on seq.is_multiple_of(7); writes then rejects on seq.is_multiple_of(5) (so the
 /// runtime must drop that write).
 #[derive(Debug)]
@@ -61,6 +61,9 @@ impl Projection for Ledger {
         } else {
             let mut value = ctx.log_time_ms.to_le_bytes().to_vec();
             value.extend_from_slice(&ctx.index.to_le_bytes());
+            if ctx.position != 0 {
+                value.extend_from_slice(&ctx.position.to_le_bytes());
+            }
             tx.put(&key, &value);
         }
         Applied::Ok

@@ -5,6 +5,7 @@
 
 use super::disk;
 use super::report::{micros, new_histogram, Baseline, Latency};
+use crate::node::batcher::BatchLimits;
 use crate::node::{Node, NodeSettings};
 use anyhow::Context as _;
 use bytes::Bytes;
@@ -36,6 +37,13 @@ pub struct BenchClusterArgs {
     /// Event envelope size in bytes.
     #[arg(long, default_value_t = 256)]
     pub event_size: usize,
+    /// Group commit: most raft entries the leader keeps in flight (tuning; see the node's
+    /// batcher).
+    #[arg(long, default_value_t = BatchLimits::default().in_flight)]
+    pub batch_in_flight: usize,
+    /// Group commit: most events in one raft entry.
+    #[arg(long, default_value_t = BatchLimits::default().max_events)]
+    pub batch_max_events: usize,
     /// Print one JSON object instead of a table.
     #[arg(long)]
     pub json: bool,
@@ -64,6 +72,8 @@ pub struct ClusterRun {
     pub leader_entries_per_fsync: Option<f64>,
     /// Leader log entries per log write batch during the run.
     pub leader_entries_per_batch: Option<f64>,
+    /// Events per raft entry on the leader during the run (the batcher's group-commit factor).
+    pub events_per_entry: Option<f64>,
 }
 
 /// The whole report (`--json`).
@@ -158,9 +168,11 @@ pub fn run_cluster(args: &BenchClusterArgs, out: &mut dyn Write) -> anyhow::Resu
 async fn start_node(
     dir: &Path,
     join: Option<String>,
+    batch: BatchLimits,
 ) -> anyhow::Result<(Node, tokio::sync::oneshot::Sender<()>)> {
     let mut settings = NodeSettings::loopback(dir);
     settings.join = join;
+    settings.batch = batch;
     let listener = tokio::net::TcpListener::bind(settings.http).await?;
     let addr = listener.local_addr()?;
     let node = Node::start(settings, addr).await?;
@@ -185,11 +197,16 @@ async fn measure_cluster(
     progress: bool,
 ) -> anyhow::Result<Vec<ClusterRun>> {
     let mut nodes = Vec::new();
-    let first = start_node(&dir.join("n0"), None).await?;
+    let limits = BatchLimits {
+        in_flight: args.batch_in_flight,
+        max_events: args.batch_max_events,
+        ..BatchLimits::default()
+    };
+    let first = start_node(&dir.join("n0"), None, limits).await?;
     let url = first.0.http_url().to_string();
     nodes.push(first);
     for i in 1..n {
-        nodes.push(start_node(&dir.join(format!("n{i}")), Some(url.clone())).await?);
+        nodes.push(start_node(&dir.join(format!("n{i}")), Some(url.clone()), limits).await?);
     }
     let leader = nodes[0].0.clone();
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -213,7 +230,7 @@ async fn measure_cluster(
         let entries = (after.entries - before.entries) as f64;
         let fsyncs = after.fsyncs - before.fsyncs;
         let batches = after.batches - before.batches;
-        let (events, secs, hist) = run;
+        let (events, all_events, secs, hist) = run;
         let lat = Latency::from_histogram(&hist);
         let eps = events as f64 / secs;
         runs.push(ClusterRun {
@@ -228,6 +245,7 @@ async fn measure_cluster(
                 .then(|| eps / baseline.overwrite_fdatasync_iops),
             leader_entries_per_fsync: (fsyncs > 0).then(|| entries / fsyncs as f64),
             leader_entries_per_batch: (batches > 0).then(|| entries / batches as f64),
+            events_per_entry: (entries > 0.0).then(|| all_events as f64 / entries),
         });
     }
     for (node, stop) in nodes.into_iter().rev() {
@@ -238,13 +256,14 @@ async fn measure_cluster(
 }
 
 /// `clients` tasks propose back to back for warm-up + `duration`; returns events committed in
-/// the measured window, its length in seconds and the latency histogram of that window.
+/// the measured window, events committed in all (warm-up included), the window's length in
+/// seconds and its latency histogram.
 async fn closed_loop(
     leader: &Node,
     clients: usize,
     duration: Duration,
     payloads: &Arc<Vec<Bytes>>,
-) -> anyhow::Result<(u64, f64, Histogram<u64>)> {
+) -> anyhow::Result<(u64, u64, f64, Histogram<u64>)> {
     let warmup = (duration / 10).min(Duration::from_millis(500));
     let measuring = Arc::new(AtomicBool::new(false));
     let stop = Arc::new(AtomicBool::new(false));
@@ -261,18 +280,20 @@ async fn closed_loop(
         tasks.push(tokio::spawn(async move {
             let mut hist = new_histogram();
             let mut events = 0u64;
+            let mut all = 0u64;
             while !stop.load(Ordering::Relaxed) {
                 let i = next.fetch_add(1, Ordering::Relaxed) as usize % payloads.len();
                 let t = Instant::now();
                 node.propose(payloads[i].clone())
                     .await
                     .map_err(|e| anyhow::anyhow!("write failed: {e}"))?;
+                all += 1;
                 if measuring.load(Ordering::Relaxed) && !stop.load(Ordering::Relaxed) {
                     let _ = hist.record(micros(t.elapsed()));
                     events += 1;
                 }
             }
-            anyhow::Ok((events, hist))
+            anyhow::Ok((events, all, hist))
         }));
     }
     tokio::time::sleep(warmup).await;
@@ -283,12 +304,14 @@ async fn closed_loop(
     let secs = start.elapsed().as_secs_f64();
     let mut hist = new_histogram();
     let mut events = 0;
+    let mut all = 0;
     for t in tasks {
-        let (e, h) = t.await.context("bench client")??;
+        let (e, a, h) = t.await.context("bench client")??;
         events += e;
+        all += a;
         hist.add(&h).context("merging histograms")?;
     }
-    Ok((events, secs, hist))
+    Ok((events, all, secs, hist))
 }
 
 fn write_table(r: &ClusterReport, out: &mut dyn Write) -> std::io::Result<()> {
@@ -299,8 +322,16 @@ fn write_table(r: &ClusterReport, out: &mut dyn Write) -> std::io::Result<()> {
     )?;
     writeln!(
         out,
-        "{:>5} {:>7} {:>10} {:>9} {:>9} {:>9} {:>10} {:>8}",
-        "nodes", "clients", "events/s", "p50 µs", "p99 µs", "p99.9 µs", "×baseline", "×1 node"
+        "{:>5} {:>7} {:>10} {:>9} {:>9} {:>9} {:>10} {:>8} {:>9}",
+        "nodes",
+        "clients",
+        "events/s",
+        "p50 µs",
+        "p99 µs",
+        "p99.9 µs",
+        "×baseline",
+        "×1 node",
+        "ev/entry"
     )?;
     for (nodes, runs) in [(1, &r.single_node), (r.nodes, &r.runs)] {
         for run in runs.iter() {
@@ -311,7 +342,7 @@ fn write_table(r: &ClusterReport, out: &mut dyn Write) -> std::io::Result<()> {
                 .map(|s| run.events_per_s / s.events_per_s.max(f64::MIN_POSITIVE));
             writeln!(
                 out,
-                "{:>5} {:>7} {:>10.0} {:>9} {:>9} {:>9} {:>10} {:>8}",
+                "{:>5} {:>7} {:>10.0} {:>9} {:>9} {:>9} {:>10} {:>8} {:>9}",
                 nodes,
                 run.clients,
                 run.events_per_s,
@@ -321,6 +352,8 @@ fn write_table(r: &ClusterReport, out: &mut dyn Write) -> std::io::Result<()> {
                 run.ratio_to_baseline
                     .map_or("-".into(), |x| format!("{x:.2}")),
                 single.map_or("-".into(), |x| format!("{x:.2}")),
+                run.events_per_entry
+                    .map_or("-".into(), |x| format!("{x:.1}")),
             )?;
         }
     }

@@ -138,6 +138,7 @@ async fn write_event(
     let applied = node.propose(body).await?;
     let reply = WriteReply {
         index: applied.index,
+        position: applied.position,
         outcome: if applied.rejected.is_some() {
             "rejected"
         } else {

@@ -120,9 +120,10 @@ pub struct EntryInfo {
     pub term: u64,
     /// Chain hash (hex).
     pub chain: String,
-    /// blake3 of the event envelope the entry carries (hex); `null` for raft's own entries
-    /// (blank, membership).
-    pub envelope_blake3: Option<String>,
+    /// blake3 of each event envelope the entry carries (hex), in order: one for a single
+    /// write, several for a group-committed batch, none for raft's own entries (blank,
+    /// membership).
+    pub envelopes_blake3: Vec<String>,
 }
 
 /// `POST /v1/events` answer.
@@ -130,6 +131,9 @@ pub struct EntryInfo {
 pub struct WriteReply {
     /// The committed log index.
     pub index: u64,
+    /// The event's position inside that entry (writes that arrive together share an entry).
+    #[serde(default)]
+    pub position: u32,
     /// `applied`, or `rejected` (the entry is in the log but the runtime did not fold it).
     pub outcome: String,
     /// Why it was rejected.

@@ -32,6 +32,9 @@ pub struct ForwardReply {
     /// What went wrong (other codes).
     #[prost(string, tag = "4")]
     pub message: String,
+    /// The event's position inside the entry at `index` (with [`code::OK`]).
+    #[prost(uint32, tag = "5")]
+    pub position: u32,
 }
 
 impl ForwardReply {

@@ -16,10 +16,12 @@
 //!    node to voter once it has caught up.
 //!
 //! Writes ([`Node::propose`]) are bounded in flight (count and bytes; beyond, [`ProposeError::Busy`]
-//! → HTTP 503 with `Retry-After`), and a follower forwards them to the leader over
-//! `/hearth/raft/1`. What this module is **not**: HTTP (see [`crate::http`]) or argument parsing.
+//! → HTTP 503 with `Retry-After`), a follower forwards them to the leader over
+//! `/hearth/raft/1`, and the leader group-commits them ([`batcher`]: writes that arrive while
+//! earlier entries commit share the next raft entry). What this module is **not**: HTTP (see [`crate::http`]) or argument parsing.
 
 pub mod api;
+pub mod batcher;
 pub mod cluster_file;
 mod error;
 pub mod forward;
@@ -35,14 +37,14 @@ use crate::identity::NodeIdentity;
 use crate::net::{NetConfig, NetHandle, RaftRequest};
 use crate::paths::{log_dir, state_dir};
 use api::{ClusterStatus, JoinReply, JoinRequest, MemberInfo, NodeInfo};
+use batcher::{BatchError, Batcher, Committed};
 use bytes::Bytes;
 use forward::{code, ForwardReply};
 use futures::future::BoxFuture;
 use hearth_log::{Log, LogOptions, LogPosition};
 use hearth_projections::CountsProjection;
 use hearth_raft::{
-    Applied, HearthLogStore, HearthNode, NodeId, ProjectionStateMachine, Proposal, StoreOptions,
-    TypeConfig,
+    HearthLogStore, HearthNode, NodeId, ProjectionStateMachine, StoreOptions, TypeConfig,
 };
 use libp2p::{Multiaddr, PeerId};
 use network::{Inbound, Network, WriteSink, FORWARD_WRITE};
@@ -126,6 +128,7 @@ struct Inner {
     sm: ProjectionStateMachine,
     inflight_count: Semaphore,
     inflight_bytes: Semaphore,
+    batcher: Batcher,
     seq: AtomicU64,
     client: reqwest::Client,
     tasks: Mutex<Vec<JoinHandle<()>>>,
@@ -314,8 +317,10 @@ impl Node {
         .await
         .map_err(raft_err)?;
 
+        let (batcher, batch_task) = Batcher::start(raft.clone(), settings.batch);
         let node = Node {
             inner: Arc::new(Inner {
+                batcher,
                 inflight_count: Semaphore::new(settings.max_inflight),
                 inflight_bytes: Semaphore::new(settings.max_inflight_bytes),
                 seq: AtomicU64::new(now_ms() * 1000),
@@ -333,6 +338,7 @@ impl Node {
             }),
         };
         inbound.set(raft.clone(), Arc::new(node.clone()));
+        node.inner.tasks.lock().push(batch_task);
 
         if how == "founded" {
             let members = BTreeMap::from([(cluster.node_id, me)]);
@@ -422,10 +428,11 @@ impl Node {
     }
 
     /// Proposes one event envelope (prost-encoded `hearth.v1.Envelope`) and waits until it is
-    /// committed and applied. A missing origin, request id or proposer time is filled in by
+    /// committed and applied; answers the entry's index, the event's position in it, and
+    /// whether the runtime rejected it. A missing origin, request id or proposer time is filled in by
     /// this node; a client that retries after a timeout must resend the same bytes (same
     /// request id), and the retry is then recorded as a duplicate instead of applied twice.
-    pub async fn propose(&self, envelope: Bytes) -> Result<Applied, ProposeError> {
+    pub async fn propose(&self, envelope: Bytes) -> Result<Committed, ProposeError> {
         if envelope.len() > settings::MAX_EVENT_BYTES {
             return Err(ProposeError::TooLarge(envelope.len()));
         }
@@ -462,27 +469,19 @@ impl Node {
             .inflight_bytes
             .try_acquire_many(bytes.len().max(1) as u32)
             .map_err(|_| ProposeError::Busy)?;
-        match self
-            .inner
-            .raft
-            .client_write(Proposal::new(bytes.clone()))
-            .await
-        {
-            Ok(resp) => Ok(resp.data),
-            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => match f.leader_node {
-                Some(leader) if f.leader_id != Some(self.node_id()) => {
-                    self.forward(&leader, bytes).await
-                }
-                _ => Err(ProposeError::Unavailable(
-                    "no leader elected yet".to_string(),
-                )),
-            },
-            Err(RaftError::APIError(e)) => Err(ProposeError::Failed(e.to_string())),
-            Err(RaftError::Fatal(e)) => Err(ProposeError::Failed(e.to_string())),
+        match self.inner.batcher.submit(bytes.clone()).await {
+            Ok(committed) => Ok(committed),
+            Err(BatchError::NotLeader(Some((id, leader)))) if id != self.node_id() => {
+                self.forward(&leader, bytes).await
+            }
+            Err(BatchError::NotLeader(_)) => Err(ProposeError::Unavailable(
+                "no leader elected yet".to_string(),
+            )),
+            Err(BatchError::Failed(e)) => Err(ProposeError::Failed(e)),
         }
     }
 
-    async fn forward(&self, leader: &HearthNode, bytes: Bytes) -> Result<Applied, ProposeError> {
+    async fn forward(&self, leader: &HearthNode, bytes: Bytes) -> Result<Committed, ProposeError> {
         let peer: PeerId = leader
             .peer_id
             .parse()
@@ -501,8 +500,9 @@ impl Node {
         let reply = forward::decode(&resp.body)
             .map_err(|e| ProposeError::Failed(format!("the leader's answer: {e}")))?;
         match reply.code {
-            code::OK => Ok(Applied {
+            code::OK => Ok(Committed {
                 index: reply.index,
+                position: reply.position,
                 rejected: (!reply.rejected.is_empty()).then_some(reply.rejected),
             }),
             code::BUSY => Err(ProposeError::Busy),
@@ -800,19 +800,23 @@ impl Node {
             .ok()?
             .into_iter()
             .next()?;
-        let envelope_blake3 =
+        let envelopes_blake3 =
             match hearth_raft::codec::decode_entry(rec.index, rec.term, &rec.payload) {
                 Ok(hearth_raft::Entry {
                     payload: openraft::EntryPayload::Normal(p),
                     ..
-                }) => Some(blake3::hash(&p.envelope).to_hex().to_string()),
-                _ => None,
+                }) => p
+                    .envelopes
+                    .iter()
+                    .map(|e| blake3::hash(e).to_hex().to_string())
+                    .collect(),
+                _ => Vec::new(),
             };
         Some(api::EntryInfo {
             index: rec.index,
             term: rec.term,
             chain: hex::encode(&rec.chain),
-            envelope_blake3,
+            envelopes_blake3,
         })
     }
 
@@ -881,19 +885,20 @@ impl WriteSink for Node {
                     ..ForwardReply::default()
                 };
             };
-            match self.inner.raft.client_write(Proposal::new(envelope)).await {
-                Ok(resp) => ForwardReply {
+            match self.inner.batcher.submit(Bytes::from(envelope)).await {
+                Ok(c) => ForwardReply {
                     code: code::OK,
-                    index: resp.data.index,
-                    rejected: resp.data.rejected.unwrap_or_default(),
+                    index: c.index,
+                    rejected: c.rejected.unwrap_or_default(),
                     message: String::new(),
+                    position: c.position,
                 },
-                Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_))) => {
+                Err(BatchError::NotLeader(_)) => {
                     ForwardReply::unavailable("the receiver is no longer the leader")
                 }
-                Err(e) => ForwardReply {
+                Err(BatchError::Failed(e)) => ForwardReply {
                     code: code::FAILED,
-                    message: e.to_string(),
+                    message: e,
                     ..ForwardReply::default()
                 },
             }

@@ -2,6 +2,7 @@
 //! on small machines wants. `hearth serve` fills it from flags, `HEARTH_*` environment variables
 //! and a TOML file (in that order of precedence); benchmarks and tests build it directly.
 
+use super::batcher::BatchLimits;
 use libp2p::Multiaddr;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -49,6 +50,8 @@ pub struct NodeSettings {
     pub max_inflight: usize,
     /// Most bytes of proposals in flight on this node; beyond, the API answers 503.
     pub max_inflight_bytes: usize,
+    /// How the leader groups writes into raft entries (group commit).
+    pub batch: BatchLimits,
     /// Raft heartbeat interval.
     pub heartbeat: Duration,
     /// Raft election timeout range.
@@ -69,6 +72,7 @@ impl NodeSettings {
             retention: Retention::KeepAll,
             max_inflight: 4096,
             max_inflight_bytes: 64 << 20,
+            batch: BatchLimits::default(),
             heartbeat: Duration::from_millis(100),
             election_timeout: (Duration::from_millis(500), Duration::from_millis(1000)),
         }
@@ -107,6 +111,16 @@ impl NodeSettings {
                 "max-inflight must be at least 1 and max-inflight-bytes at least {MAX_EVENT_BYTES}"
             ));
         }
+        if self.batch.in_flight == 0
+            || self.batch.max_events == 0
+            || self.batch.max_bytes < MAX_EVENT_BYTES
+            || self.batch.max_bytes > MAX_BATCH_BYTES
+        {
+            return Err(format!(
+                "a batch must allow at least 1 entry in flight, 1 event and between \
+                 {MAX_EVENT_BYTES} and {MAX_BATCH_BYTES} bytes"
+            ));
+        }
         Ok(())
     }
 
@@ -139,6 +153,10 @@ impl NodeSettings {
 /// The largest event envelope a client may propose. Together with `max_payload_entries` the
 /// network splits AppendEntries so every message stays under the transport's limit.
 pub const MAX_EVENT_BYTES: usize = 1 << 20;
+
+/// The largest batch entry: far enough under the transport's message limit that an
+/// AppendEntries holding one such entry always fits.
+pub const MAX_BATCH_BYTES: usize = 8 << 20;
 
 /// Size of one snapshot chunk on the wire.
 pub const SNAPSHOT_CHUNK_BYTES: usize = 4 << 20;
