@@ -6,6 +6,8 @@
 //!   `hearth log verify`, `hearth log dump`);
 //! * [`mod@bench`] — in-process benchmarks (`hearth bench log`), each measured against the disk's own
 //!   fdatasync baseline;
+//! * [`blobs`] — the pure parts of the blob paths: erasure policy, stripe layout, stripe
+//!   encoding and verified rebuilding (Reed-Solomon);
 //! * [`identity`] — the node's ed25519 key and PeerId (`DATA_DIR/identity.key`);
 //! * [`net`] — the node's libp2p swarm (TCP + noise + yamux, identify, ping) carrying
 //!   `/hearth/raft/1` requests, members-only and cluster-checked, as an actor task;
@@ -17,6 +19,7 @@
 #![deny(clippy::unwrap_used)]
 
 pub mod bench;
+pub mod blobs;
 pub mod cli;
 pub mod fsutil;
 pub mod hex;

@@ -1,0 +1,26 @@
+//! Blobs: content-addressed (blake3), Reed-Solomon erasure-coded byte strings.
+//!
+//! The pieces of the blob write and read paths below the HTTP API:
+//!
+//! * [`policy`]: which `k + m` a blob gets when it is accepted (`auto` from the voter count, or
+//!   a fixed code for the cluster);
+//! * [`layout`]: how a blob of a given size is cut into stripes and each stripe into `k` data
+//!   and `m` parity chunks, where every stripe sits inside every shard, and which stripes a byte
+//!   range touches;
+//! * [`stripe`]: encoding one stripe into its chunks, and rebuilding a stripe from any `k` of
+//!   them, checked against the stripe's blake3 hash before anything is returned;
+//! * [`shard_store`]: the node's shard files — a streaming writer that encodes, hashes and
+//!   durably publishes a blob's shards, chunk reads and repairs.
+//!
+//! What it is **not** (yet): the HTTP routes and the committed events;
+//! the blob index projection lives in `hearth-projections` (`BlobIndexProjection`).
+
+pub mod layout;
+pub mod policy;
+pub mod shard_store;
+pub mod stripe;
+
+pub use layout::{Layout, LayoutError};
+pub use policy::{ErasurePolicy, PolicyError};
+pub use shard_store::{ShardError, ShardStore, ShardWriter, Written};
+pub use stripe::{StripeCodec, StripeError};
