@@ -10,17 +10,21 @@
 //! * [`stripe`]: encoding one stripe into its chunks, and rebuilding a stripe from any `k` of
 //!   them, checked against the stripe's blake3 hash before anything is returned;
 //! * [`shard_store`]: the node's shard files — a streaming writer that encodes, hashes and
-//!   durably publishes a blob's shards, chunk reads and repairs.
+//!   durably publishes a blob's shards, chunk reads and repairs;
+//! * [`reader`]: verified byte ranges of a blob, rebuilding and repairing missing or rotten
+//!   chunks on the way.
 //!
 //! What it is **not** (yet): the HTTP routes and the committed events;
 //! the blob index projection lives in `hearth-projections` (`BlobIndexProjection`).
 
 pub mod layout;
 pub mod policy;
+pub mod reader;
 pub mod shard_store;
 pub mod stripe;
 
 pub use layout::{Layout, LayoutError};
 pub use policy::{ErasurePolicy, PolicyError};
+pub use reader::{read_range, Manifest, ReadReport};
 pub use shard_store::{ShardError, ShardStore, ShardWriter, Written};
 pub use stripe::{StripeCodec, StripeError};
