@@ -29,6 +29,10 @@
 //!   max of the proposers' clocks so far), no randomness, no IO, never an error: an event whose
 //!   preconditions fail is [`Applied::Rejected`] and recorded. [`MemState`] tests a fold on
 //!   plain data. [`CountsProjection`] is the first real projection.
+//! * [`BlobIndexProjection`] (`"blobs-1"`): the blob index, folded from `BlobAccepted`,
+//!   `ShardPlaced` and `ReplicaConfirmed`: each blob's manifest ([`BlobRecord`]) and the holder
+//!   of each of its shards ([`HolderRecord`]), read back with [`ProjectionStore::get`] and
+//!   [`ProjectionStore::scan_prefix`].
 //! * [`ProjectionStore`]: the runtime on RocksDB. One column family per projection plus `meta`,
 //!   `requests` (request-id de-duplication) and `rejected` ([`format`](mod@format)). The applied log id is
 //!   written in the same `WriteBatch` as the state it produced, without RocksDB's WAL.
@@ -45,6 +49,7 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
 #![warn(missing_docs)]
 
+mod blob_index;
 mod counts;
 mod digest;
 mod engine;
@@ -56,6 +61,7 @@ mod mem_store;
 mod projection;
 mod store;
 
+pub use blob_index::{BlobIndexProjection, BlobRecord, HolderRecord};
 pub use counts::CountsProjection;
 pub use digest::{Digester, Digests};
 pub use entry::{CommittedEntry, EntryData, Outcome, ProjectionRejection, Rejection};

@@ -37,6 +37,10 @@ enum Command {
     /// Look at and change the cluster's membership.
     #[command(subcommand)]
     Cluster(ClusterCommand),
+    /// Store a file as a blob; prints its hash as the last line.
+    Put(cli::blob::PutArgs),
+    /// Fetch a blob by hash, to stdout or -o FILE (checked against the hash).
+    Get(cli::blob::GetArgs),
     /// Print the node's PeerId (its identity is created by the first `serve`).
     Id(IdArgs),
     /// Inspect a node's write-ahead log.
@@ -91,6 +95,8 @@ fn main() {
         Command::Cluster(ClusterCommand::Status(args)) => cluster::status(args, &mut out),
         Command::Cluster(ClusterCommand::Remove(args)) => cluster::remove(args, &mut out),
         Command::Cluster(ClusterCommand::Recover(args)) => cluster::recover(args, &mut out),
+        Command::Put(args) => cli::blob::put(args, &mut out),
+        Command::Get(args) => cli::blob::get(args, &mut out),
         Command::Id(args) => cli::id::run(args, &mut out),
         Command::Log(LogCommand::Verify(args)) => cli::log_verify::run(args, &mut out),
         Command::Log(LogCommand::Dump(args)) => cli::log_dump::run(args, &mut out),

@@ -12,6 +12,11 @@ pub fn state_dir(data_dir: &Path) -> PathBuf {
     data_dir.join("state")
 }
 
+/// The node's shard files: `DATA_DIR/shards`.
+pub fn shards_dir(data_dir: &Path) -> PathBuf {
+    data_dir.join("shards")
+}
+
 /// The node's identity key (ed25519, mode 0600): `DATA_DIR/identity.key`.
 pub fn identity_path(data_dir: &Path) -> PathBuf {
     data_dir.join("identity.key")

@@ -8,6 +8,7 @@
 //!   names the file and byte offset);
 //! * `64` — the command line could not be parsed (`EX_USAGE`; clap's own message).
 
+pub mod blob;
 pub mod cluster;
 pub mod event_json;
 pub mod id;

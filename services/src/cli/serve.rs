@@ -6,6 +6,7 @@
 //! `--join URL` it asks that member to add it. On a signal the node stops accepting requests,
 //! lets in-flight ones finish, stops raft, flushes, and exits 0.
 
+use crate::blobs::ErasurePolicy;
 use crate::hex::encode as hex;
 use crate::node::{Node, NodeSettings, Retention};
 use anyhow::Context as _;
@@ -51,6 +52,14 @@ pub struct ServeArgs {
     /// Most bytes of writes in flight before it answers 503 [default: 64 MiB].
     #[arg(long, env = "HEARTH_MAX_INFLIGHT_BYTES")]
     pub max_inflight_bytes: Option<usize>,
+    /// Erasure code of new blobs: `auto` (from the voter count; see ARCHITECTURE.md) or a fixed
+    /// `K+M` such as `4+3` [default: auto].
+    #[arg(long, env = "HEARTH_ERASURE")]
+    pub erasure: Option<ErasurePolicy>,
+    /// Blobs up to this many bytes travel inside their committed event instead of as shards
+    /// [default: 8192].
+    #[arg(long, env = "HEARTH_INLINE_THRESHOLD")]
+    pub inline_threshold: Option<usize>,
     /// A TOML file with any of the settings above (flags and environment variables win).
     #[arg(long, env = "HEARTH_CONFIG")]
     pub config: Option<PathBuf>,
@@ -70,6 +79,8 @@ struct FileConfig {
     retention: Option<Retention>,
     max_inflight: Option<usize>,
     max_inflight_bytes: Option<usize>,
+    erasure: Option<String>,
+    inline_threshold: Option<usize>,
 }
 
 fn load_file(path: &Path) -> anyhow::Result<FileConfig> {
@@ -115,6 +126,14 @@ impl ServeArgs {
         }
         if let Some(n) = self.max_inflight_bytes.or(file.max_inflight_bytes) {
             s.max_inflight_bytes = n;
+        }
+        if let Some(e) = self.erasure {
+            s.erasure = e;
+        } else if let Some(e) = &file.erasure {
+            s.erasure = e.parse().context("config file")?;
+        }
+        if let Some(n) = self.inline_threshold.or(file.inline_threshold) {
+            s.inline_threshold = n;
         }
         s.validate().map_err(anyhow::Error::msg)?;
         Ok(s)

@@ -5,6 +5,7 @@
 //! | `GET /healthz` | 200 while the process serves |
 //! | `GET /readyz` | 200 when a leader is known and everything committed is applied, else 503 |
 //! | `POST /v1/events` | body: a prost-encoded `hearth.v1.Envelope`; 201 [`WriteReply`] once committed and applied |
+//! | `PUT /v1/blobs`, `GET`/`HEAD /v1/blobs/{hash}` | blobs: see [`blobs`] |
 //! | `GET /v1/admin/cluster` | [`ClusterStatus`] (the leader's view when reachable) |
 //! | `POST /v1/admin/join` | [`JoinRequest`] → [`JoinReply`] (leader; forwarded there) |
 //! | `POST /v1/admin/promote` | [`PromoteRequest`] → [`ClusterStatus`] (leader; forwarded there) |
@@ -14,6 +15,8 @@
 //!
 //! Every error is a JSON [`ErrorBody`] with a 4xx/5xx status; 503 answers carry `Retry-After`.
 //! Admin routes need `Authorization: Bearer TOKEN` when the listener is not on loopback.
+
+pub mod blobs;
 
 use crate::node::api::{
     ClusterStatus, EntryInfo, ErrorBody, ErrorDetail, JoinReply, JoinRequest, NodeInfo,
@@ -25,7 +28,7 @@ use axum::extract::rejection::{BytesRejection, JsonRejection};
 use axum::extract::{DefaultBodyLimit, Path, State};
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -96,6 +99,11 @@ pub fn router(node: Node) -> Router {
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/v1/events", post(write_event))
+        .route(
+            "/v1/blobs",
+            put(blobs::put_blob).layer(DefaultBodyLimit::disable()),
+        )
+        .route("/v1/blobs/{hash}", get(blobs::get_blob))
         .route("/v1/admin/cluster", get(cluster_status))
         .route("/v1/admin/join", post(join))
         .route("/v1/admin/promote", post(promote))

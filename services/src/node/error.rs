@@ -75,6 +75,12 @@ pub enum NodeError {
     /// openraft failed (fatal, or a membership change was refused).
     #[error("raft: {0}")]
     Raft(String),
+    /// The shard store failed.
+    #[error("shard store: {0}")]
+    Shards(#[from] crate::blobs::ShardError),
+    /// Reading the blob index failed.
+    #[error("{0}")]
+    Blob(String),
 }
 
 impl NodeError {

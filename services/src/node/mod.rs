@@ -7,7 +7,8 @@
 //!    one-member cluster, or joins with `--join URL`), or a member that lost its raft state
 //!    (refused, with what to do);
 //! 2. the log ([`hearth_raft::HearthLogStore`]) and the projection state machine
-//!    ([`hearth_raft::ProjectionStateMachine`], running [`CountsProjection`]) open and recover;
+//!    ([`hearth_raft::ProjectionStateMachine`], running [`CountsProjection`] and
+//!    [`BlobIndexProjection`]) and the shard store (`DATA/shards`) open and recover;
 //! 3. the libp2p swarm starts ([`network`]); a joiner then asks a member over HTTP to add it
 //!    (the leader assigns a collision-checked node id and adds it as a learner), stores
 //!    `cluster.json`, and accepts raft messages from the leader named in the reply;
@@ -22,6 +23,7 @@
 
 pub mod api;
 pub mod batcher;
+mod blob_ops;
 pub mod cluster_file;
 mod error;
 pub mod forward;
@@ -42,7 +44,7 @@ use bytes::Bytes;
 use forward::{code, ForwardReply};
 use futures::future::BoxFuture;
 use hearth_log::{Log, LogOptions, LogPosition};
-use hearth_projections::CountsProjection;
+use hearth_projections::{BlobIndexProjection, CountsProjection};
 use hearth_raft::{
     HearthLogStore, HearthNode, NodeId, ProjectionStateMachine, StoreOptions, TypeConfig,
 };
@@ -129,6 +131,7 @@ struct Inner {
     inflight_count: Semaphore,
     inflight_bytes: Semaphore,
     batcher: Batcher,
+    shards: crate::blobs::ShardStore,
     seq: AtomicU64,
     client: reqwest::Client,
     tasks: Mutex<Vec<JoinHandle<()>>>,
@@ -209,7 +212,11 @@ impl Node {
             },
         )
         .await?;
-        let sm = ProjectionStateMachine::open(&state_dir(&data), vec![Arc::new(CountsProjection)])?;
+        let sm = ProjectionStateMachine::open(
+            &state_dir(&data),
+            vec![Arc::new(CountsProjection), Arc::new(BlobIndexProjection)],
+        )?;
+        let shards = crate::blobs::ShardStore::open(crate::paths::shards_dir(&data))?;
         {
             let s = store.clone();
             sm.set_chain_head_source(Some(Arc::new(move |index| {
@@ -321,6 +328,7 @@ impl Node {
         let node = Node {
             inner: Arc::new(Inner {
                 batcher,
+                shards,
                 inflight_count: Semaphore::new(settings.max_inflight),
                 inflight_bytes: Semaphore::new(settings.max_inflight_bytes),
                 seq: AtomicU64::new(now_ms() * 1000),

@@ -3,6 +3,7 @@
 //! and a TOML file (in that order of precedence); benchmarks and tests build it directly.
 
 use super::batcher::BatchLimits;
+use crate::blobs::ErasurePolicy;
 use libp2p::Multiaddr;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -50,6 +51,10 @@ pub struct NodeSettings {
     pub max_inflight: usize,
     /// Most bytes of proposals in flight on this node; beyond, the API answers 503.
     pub max_inflight_bytes: usize,
+    /// Erasure code of new blobs.
+    pub erasure: ErasurePolicy,
+    /// Blobs up to this many bytes are carried inside their `BlobAccepted` event.
+    pub inline_threshold: usize,
     /// How the leader groups writes into raft entries (group commit).
     pub batch: BatchLimits,
     /// Raft heartbeat interval.
@@ -73,6 +78,8 @@ impl NodeSettings {
             max_inflight: 4096,
             max_inflight_bytes: 64 << 20,
             batch: BatchLimits::default(),
+            erasure: ErasurePolicy::Auto,
+            inline_threshold: DEFAULT_INLINE_THRESHOLD,
             heartbeat: Duration::from_millis(100),
             election_timeout: (Duration::from_millis(500), Duration::from_millis(1000)),
         }
@@ -109,6 +116,12 @@ impl NodeSettings {
         if self.max_inflight == 0 || self.max_inflight_bytes < MAX_EVENT_BYTES {
             return Err(format!(
                 "max-inflight must be at least 1 and max-inflight-bytes at least {MAX_EVENT_BYTES}"
+            ));
+        }
+        if self.inline_threshold > MAX_INLINE_THRESHOLD {
+            return Err(format!(
+                "inline-threshold must be at most {MAX_INLINE_THRESHOLD} bytes (an event carries \
+                 the blob and must stay under the {MAX_EVENT_BYTES}-byte event limit)"
             ));
         }
         if self.batch.in_flight == 0
@@ -153,6 +166,13 @@ impl NodeSettings {
 /// The largest event envelope a client may propose. Together with `max_payload_entries` the
 /// network splits AppendEntries so every message stays under the transport's limit.
 pub const MAX_EVENT_BYTES: usize = 1 << 20;
+
+/// Default size up to which blobs travel inline in their event.
+pub const DEFAULT_INLINE_THRESHOLD: usize = 8 << 10;
+
+/// The largest inline threshold: half the event limit, leaving room for the event's other
+/// fields.
+pub const MAX_INLINE_THRESHOLD: usize = MAX_EVENT_BYTES / 2;
 
 /// The largest batch entry: far enough under the transport's message limit that an
 /// AppendEntries holding one such entry always fits.

@@ -1,0 +1,1111 @@
+//! [`BlobIndexProjection`] (`"blobs-1"`): the blob index. Which blobs the cluster accepted (their
+//! manifests), and which holder was assigned, and has confirmed, each of their shards.
+//!
+//! Keys and values (version 1), inside the `blobs-1` column family:
+//!
+//! | key | value |
+//! |---|---|
+//! | `b` ‖ blob hash (32 bytes) | [`BlobRecord`] (protobuf): the manifest and where the log accepted it |
+//! | `h` ‖ blob hash (32 bytes) ‖ shard index u32 BE ‖ holder (PeerId bytes, ≥ 1 byte) | [`HolderRecord`] (protobuf): placement epoch, shard size, confirmation |
+//!
+//! The hash and the shard index have fixed sizes, so a key is unambiguous, and a prefix scan of
+//! [`BlobIndexProjection::holders_prefix`] lists one blob's holders in shard order (then holder
+//! byte order).
+//!
+//! Folded events (every other kind is ignored: no writes, [`Applied::Ok`]):
+//!
+//! * `BlobAccepted`: a new blob, inline (`inline_data` present, checked against `size` and the
+//!   hash) or sharded (valid erasure parameters, `k + m` shard hashes, one stripe hash per
+//!   stripe). A hash already in the index is rejected: two nodes accepting the same bytes end
+//!   as one blob, the first in log order.
+//! * `ShardPlaced`: shard `s` of a known sharded blob is assigned to a holder, with the
+//!   manifest's shard hash; a newer placement epoch for the same `(blob, shard, holder)`
+//!   replaces the record and resets its confirmation, an equal or older one is rejected.
+//! * `ReplicaConfirmed`: the holder of a placed shard stored it, with the manifest's hash and
+//!   the placed size; confirmed once.
+//!
+//! A stored value that does not decode (a damaged store) makes the event touching it a
+//! rejection, never a panic. Readers ([`BlobIndexProjection::decode_blob`],
+//! [`BlobIndexProjection::decode_holder`]) see such a value as absent.
+
+use hearth_proto::v1::envelope::Event;
+use hearth_proto::v1::{BlobAccepted, Envelope, ReplicaConfirmed, ShardPlaced};
+use prost::Message;
+
+use crate::projection::{Applied, ApplyCtx, Projection, StateTx};
+
+/// Length of a blob, shard or stripe hash (blake3).
+const HASH_LEN: usize = 32;
+/// Most shards (`k + m`) a blob may have.
+const MAX_SHARDS: u64 = 256;
+/// First byte of a blob record's key.
+const BLOB_TAG: u8 = b'b';
+/// First byte of a holder record's key.
+const HOLDER_TAG: u8 = b'h';
+
+/// A blob of the index: its manifest and where in the log it was accepted. Stored under
+/// [`BlobIndexProjection::blob_key`]. Field tags are forever.
+#[derive(Clone, PartialEq, Message)]
+pub struct BlobRecord {
+    /// Blob size in bytes.
+    #[prost(uint64, tag = "1")]
+    pub size: u64,
+    /// k: number of data shards; 0 for an inline blob.
+    #[prost(uint32, tag = "2")]
+    pub data_shards: u32,
+    /// m: number of parity shards; 0 for an inline blob.
+    #[prost(uint32, tag = "3")]
+    pub parity_shards: u32,
+    /// Bytes per stripe; 0 for an inline blob.
+    #[prost(uint64, tag = "4")]
+    pub stripe_size: u64,
+    /// blake3 of every shard (32 bytes each), data shards first; empty for an inline blob.
+    #[prost(bytes = "vec", repeated, tag = "5")]
+    pub shard_hashes: Vec<Vec<u8>>,
+    /// blake3 of every stripe (32 bytes each), in stripe order; empty for an inline blob.
+    #[prost(bytes = "vec", repeated, tag = "6")]
+    pub stripe_hashes: Vec<Vec<u8>>,
+    /// The blob's bytes when it was carried inline; `None` for a sharded blob.
+    #[prost(bytes = "vec", optional, tag = "7")]
+    pub inline_data: Option<Vec<u8>>,
+    /// Node that accepted the blob: libp2p PeerId bytes.
+    #[prost(bytes = "vec", tag = "8")]
+    pub accepted_by: Vec<u8>,
+    /// Media type supplied by the client; empty when unknown.
+    #[prost(string, tag = "9")]
+    pub content_type: String,
+    /// Log index of the entry that accepted the blob.
+    #[prost(uint64, tag = "10")]
+    pub accepted_index: u64,
+    /// Position of the accepting event in its entry (0 unless the entry is a batch).
+    #[prost(uint32, tag = "11")]
+    pub accepted_position: u32,
+    /// Log time (Unix ms) at which the blob was accepted.
+    #[prost(uint64, tag = "12")]
+    pub accepted_log_time_ms: u64,
+}
+
+impl BlobRecord {
+    /// Whether the blob was carried inline (it then has no shards).
+    pub fn is_inline(&self) -> bool {
+        self.inline_data.is_some()
+    }
+
+    /// `k + m`: the number of shards (0 for an inline blob).
+    pub fn shard_count(&self) -> u64 {
+        u64::from(self.data_shards) + u64::from(self.parity_shards)
+    }
+}
+
+/// One holder's assignment of one shard. Stored under [`BlobIndexProjection::holder_key`].
+/// Field tags are forever.
+#[derive(Clone, PartialEq, Message)]
+pub struct HolderRecord {
+    /// Placement epoch of the latest assignment.
+    #[prost(uint64, tag = "1")]
+    pub placement_epoch: u64,
+    /// Shard size in bytes, as placed.
+    #[prost(uint64, tag = "2")]
+    pub shard_size: u64,
+    /// Log time (Unix ms) of the latest assignment.
+    #[prost(uint64, tag = "3")]
+    pub placed_log_time_ms: u64,
+    /// Whether the holder confirmed it stored the shard (since the latest assignment).
+    #[prost(bool, tag = "4")]
+    pub confirmed: bool,
+    /// Log time (Unix ms) of the confirmation; 0 while unconfirmed.
+    #[prost(uint64, tag = "5")]
+    pub confirmed_log_time_ms: u64,
+}
+
+/// The blob index: blob manifests and shard holders, folded from `BlobAccepted`, `ShardPlaced`
+/// and `ReplicaConfirmed` (every other event is ignored).
+///
+/// Keys and values (version 1):
+///
+/// | key | value |
+/// |---|---|
+/// | [`blob_key`](Self::blob_key): `b` ‖ blob hash (32 bytes) | [`BlobRecord`] (protobuf) |
+/// | [`holder_key`](Self::holder_key): `h` ‖ blob hash (32 bytes) ‖ shard index u32 BE ‖ holder | [`HolderRecord`] (protobuf) |
+///
+/// Rules: a blob hash is accepted once (the first in log order wins; an inline blob must match
+/// its size and hash, a sharded one must carry valid erasure parameters, `k + m` shard hashes
+/// and one hash per stripe); a shard is placed only for a known sharded blob, with the
+/// manifest's shard hash, and a newer placement epoch for the same `(blob, shard, holder)`
+/// resets its confirmation; a confirmation needs the placement, the manifest's hash and the
+/// placed size, and comes once. Anything else is [`Applied::Rejected`] with the reason.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct BlobIndexProjection;
+
+impl BlobIndexProjection {
+    /// Versioned name and column family.
+    pub const NAME: &'static str = "blobs-1";
+
+    /// Key of a blob's [`BlobRecord`]: `b` ‖ hash.
+    pub fn blob_key(hash: &[u8]) -> Vec<u8> {
+        let mut key = Vec::with_capacity(1 + hash.len());
+        key.push(BLOB_TAG);
+        key.extend_from_slice(hash);
+        key
+    }
+
+    /// Prefix of every [`HolderRecord`] key of a blob: `h` ‖ hash.
+    pub fn holders_prefix(hash: &[u8]) -> Vec<u8> {
+        let mut key = Vec::with_capacity(1 + hash.len() + 4);
+        key.push(HOLDER_TAG);
+        key.extend_from_slice(hash);
+        key
+    }
+
+    /// Key of a [`HolderRecord`]: `h` ‖ hash ‖ shard u32 BE ‖ holder.
+    pub fn holder_key(hash: &[u8], shard: u32, holder: &[u8]) -> Vec<u8> {
+        let mut key = Self::holders_prefix(hash);
+        key.reserve(4 + holder.len());
+        key.extend_from_slice(&shard.to_be_bytes());
+        key.extend_from_slice(holder);
+        key
+    }
+
+    /// `(shard index, holder)` of a [`holder_key`](Self::holder_key) made with a 32-byte hash;
+    /// `None` for any other key (wrong tag, too short, empty holder).
+    pub fn parse_holder_key(key: &[u8]) -> Option<(u32, Vec<u8>)> {
+        let (&tag, rest) = key.split_first()?;
+        if tag != HOLDER_TAG {
+            return None;
+        }
+        let rest = rest.get(HASH_LEN..)?;
+        let shard = u32::from_be_bytes(rest.get(..4)?.try_into().ok()?);
+        let holder = rest.get(4..)?;
+        (!holder.is_empty()).then(|| (shard, holder.to_vec()))
+    }
+
+    /// Decodes a stored [`BlobRecord`]; `None` when the bytes are not one.
+    pub fn decode_blob(bytes: &[u8]) -> Option<BlobRecord> {
+        BlobRecord::decode(bytes).ok()
+    }
+
+    /// Decodes a stored [`HolderRecord`]; `None` when the bytes are not one.
+    pub fn decode_holder(bytes: &[u8]) -> Option<HolderRecord> {
+        HolderRecord::decode(bytes).ok()
+    }
+}
+
+impl Projection for BlobIndexProjection {
+    fn name(&self) -> &'static str {
+        Self::NAME
+    }
+
+    fn apply(&self, ctx: &ApplyCtx, event: &Envelope, tx: &mut dyn StateTx) -> Applied {
+        let result = match &event.event {
+            Some(Event::BlobAccepted(e)) => accept(ctx, e, tx),
+            Some(Event::ShardPlaced(e)) => place(ctx, e, tx),
+            Some(Event::ReplicaConfirmed(e)) => confirm(ctx, e, tx),
+            _ => Ok(()),
+        };
+        match result {
+            Ok(()) => Applied::Ok,
+            Err(reason) => Applied::Rejected(reason),
+        }
+    }
+}
+
+/// A rejection reason.
+type Verdict = Result<(), String>;
+
+fn accept(ctx: &ApplyCtx, e: &BlobAccepted, tx: &mut dyn StateTx) -> Verdict {
+    let hash = e.blob_hash.as_ref();
+    check_hash_len("blob hash", hash)?;
+    let key = BlobIndexProjection::blob_key(hash);
+    if let Some(existing) = read_blob(tx, hash)? {
+        return Err(format!(
+            "blob {} already accepted at index {}",
+            hex(hash),
+            existing.accepted_index
+        ));
+    }
+    let mut record = BlobRecord {
+        size: e.size,
+        accepted_by: e.accepted_by.to_vec(),
+        content_type: e.content_type.clone(),
+        accepted_index: ctx.index,
+        accepted_position: ctx.position,
+        accepted_log_time_ms: ctx.log_time_ms,
+        ..BlobRecord::default()
+    };
+    match &e.inline_data {
+        Some(data) => {
+            if u64::try_from(data.len()).ok() != Some(e.size) {
+                return Err(format!(
+                    "inline data of {} bytes, but size is {}",
+                    data.len(),
+                    e.size
+                ));
+            }
+            let actual = blake3::hash(data);
+            if actual.as_bytes().as_slice() != hash {
+                return Err(format!(
+                    "inline data hashes to {}, not to the blob hash {}",
+                    hex(actual.as_bytes()),
+                    hex(hash)
+                ));
+            }
+            if e.erasure.is_some() || !e.shard_hashes.is_empty() || !e.stripe_hashes.is_empty() {
+                return Err(
+                    "inline blob carries erasure parameters, shard hashes or stripe hashes"
+                        .to_owned(),
+                );
+            }
+            record.inline_data = Some(data.to_vec());
+        }
+        None => {
+            let erasure = e
+                .erasure
+                .ok_or_else(|| "sharded blob without erasure parameters".to_owned())?;
+            let (k, m) = (erasure.data_shards, erasure.parity_shards);
+            if k == 0 {
+                return Err("erasure parameters with 0 data shards".to_owned());
+            }
+            let shards = u64::from(k) + u64::from(m);
+            if shards > MAX_SHARDS {
+                return Err(format!(
+                    "{k} data + {m} parity shards is more than {MAX_SHARDS}"
+                ));
+            }
+            if erasure.stripe_size == 0 {
+                return Err("erasure parameters with stripe size 0".to_owned());
+            }
+            check_hashes("shard", &e.shard_hashes, shards)?;
+            let stripes = e.size.div_ceil(erasure.stripe_size);
+            check_hashes("stripe", &e.stripe_hashes, stripes)?;
+            record.data_shards = k;
+            record.parity_shards = m;
+            record.stripe_size = erasure.stripe_size;
+            record.shard_hashes = e.shard_hashes.iter().map(|h| h.to_vec()).collect();
+            record.stripe_hashes = e.stripe_hashes.iter().map(|h| h.to_vec()).collect();
+        }
+    }
+    tx.put(&key, &record.encode_to_vec());
+    Ok(())
+}
+
+fn place(ctx: &ApplyCtx, e: &ShardPlaced, tx: &mut dyn StateTx) -> Verdict {
+    let hash = e.blob_hash.as_ref();
+    let blob = known_sharded_blob(tx, hash)?;
+    let shard = e.shard_index;
+    if u64::from(shard) >= blob.shard_count() {
+        return Err(format!(
+            "shard index {shard} out of range: blob {} has {} shards",
+            hex(hash),
+            blob.shard_count()
+        ));
+    }
+    check_shard_hash(&blob, hash, shard, &e.shard_hash)?;
+    if e.holder.is_empty() {
+        return Err("empty holder".to_owned());
+    }
+    let key = BlobIndexProjection::holder_key(hash, shard, &e.holder);
+    if let Some(existing) = read_holder(tx, &key)? {
+        if existing.placement_epoch >= e.placement_epoch {
+            return Err(format!(
+                "shard {shard} of blob {} already placed at epoch {} on holder {}; epoch {} is stale",
+                hex(hash),
+                existing.placement_epoch,
+                hex(&e.holder),
+                e.placement_epoch
+            ));
+        }
+    }
+    let record = HolderRecord {
+        placement_epoch: e.placement_epoch,
+        shard_size: e.shard_size,
+        placed_log_time_ms: ctx.log_time_ms,
+        confirmed: false,
+        confirmed_log_time_ms: 0,
+    };
+    tx.put(&key, &record.encode_to_vec());
+    Ok(())
+}
+
+fn confirm(ctx: &ApplyCtx, e: &ReplicaConfirmed, tx: &mut dyn StateTx) -> Verdict {
+    let hash = e.blob_hash.as_ref();
+    let blob = known_sharded_blob(tx, hash)?;
+    let shard = e.shard_index;
+    let key = BlobIndexProjection::holder_key(hash, shard, &e.holder);
+    let mut record = read_holder(tx, &key)?.ok_or_else(|| {
+        format!(
+            "shard {shard} of blob {} not placed on holder {}",
+            hex(hash),
+            hex(&e.holder)
+        )
+    })?;
+    check_shard_hash(&blob, hash, shard, &e.shard_hash)?;
+    if e.shard_size != record.shard_size {
+        return Err(format!(
+            "shard {shard} of blob {} confirmed with {} bytes, placed with {}",
+            hex(hash),
+            e.shard_size,
+            record.shard_size
+        ));
+    }
+    if record.confirmed {
+        return Err(format!(
+            "shard {shard} of blob {} already confirmed by holder {} (epoch {})",
+            hex(hash),
+            hex(&e.holder),
+            record.placement_epoch
+        ));
+    }
+    record.confirmed = true;
+    record.confirmed_log_time_ms = ctx.log_time_ms;
+    tx.put(&key, &record.encode_to_vec());
+    Ok(())
+}
+
+fn check_hash_len(what: &str, hash: &[u8]) -> Verdict {
+    if hash.len() == HASH_LEN {
+        Ok(())
+    } else {
+        Err(format!(
+            "{what} of {} bytes, expected {HASH_LEN}",
+            hash.len()
+        ))
+    }
+}
+
+/// Checks that `hashes` holds `expected` hashes of 32 bytes.
+fn check_hashes(what: &str, hashes: &[bytes::Bytes], expected: u64) -> Verdict {
+    if u64::try_from(hashes.len()).ok() != Some(expected) {
+        return Err(format!(
+            "{} {what} hashes, expected {expected}",
+            hashes.len()
+        ));
+    }
+    for (i, h) in hashes.iter().enumerate() {
+        if h.len() != HASH_LEN {
+            return Err(format!(
+                "{what} hash {i} of {} bytes, expected {HASH_LEN}",
+                h.len()
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The record of blob `hash`, which must be in the index and sharded.
+fn known_sharded_blob(tx: &dyn StateTx, hash: &[u8]) -> Result<BlobRecord, String> {
+    check_hash_len("blob hash", hash)?;
+    let blob = read_blob(tx, hash)?.ok_or_else(|| format!("unknown blob {}", hex(hash)))?;
+    if blob.is_inline() {
+        return Err(format!("inline blob {} has no shards", hex(hash)));
+    }
+    Ok(blob)
+}
+
+fn check_shard_hash(blob: &BlobRecord, hash: &[u8], shard: u32, got: &[u8]) -> Verdict {
+    let expected = usize::try_from(shard)
+        .ok()
+        .and_then(|s| blob.shard_hashes.get(s));
+    if expected.map(Vec::as_slice) == Some(got) {
+        Ok(())
+    } else {
+        Err(format!(
+            "shard hash {} does not match the manifest's hash of shard {shard} of blob {}",
+            hex(got),
+            hex(hash)
+        ))
+    }
+}
+
+fn read_blob(tx: &dyn StateTx, hash: &[u8]) -> Result<Option<BlobRecord>, String> {
+    tx.get(&BlobIndexProjection::blob_key(hash))
+        .map(|bytes| {
+            BlobRecord::decode(bytes.as_slice())
+                .map_err(|e| format!("stored record of blob {} is malformed: {e}", hex(hash)))
+        })
+        .transpose()
+}
+
+fn read_holder(tx: &dyn StateTx, key: &[u8]) -> Result<Option<HolderRecord>, String> {
+    tx.get(key)
+        .map(|bytes| {
+            HolderRecord::decode(bytes.as_slice())
+                .map_err(|e| format!("stored holder record {} is malformed: {e}", hex(key)))
+        })
+        .transpose()
+}
+
+/// Lowercase hex, for reasons.
+fn hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for byte in bytes {
+        out.push(char::from(DIGITS[usize::from(byte >> 4)]));
+        out.push(char::from(DIGITS[usize::from(byte & 0xf)]));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::mem::MemState;
+    use bytes::Bytes;
+    use hearth_proto::v1::{ErasureParams, PeerSeen};
+
+    const HOLDER_A: &[u8] = b"holder-a";
+    const HOLDER_B: &[u8] = b"holder-b";
+
+    fn ctx(index: u64) -> ApplyCtx {
+        ApplyCtx {
+            index,
+            position: 0,
+            log_time_ms: 1_000 + index,
+        }
+    }
+
+    fn envelope(event: Event) -> Envelope {
+        Envelope {
+            schema_version: 1,
+            origin: Bytes::from_static(b"origin"),
+            proposed_at_unix_ms: 0,
+            request_id: None,
+            event: Some(event),
+        }
+    }
+
+    fn hash(data: &[u8]) -> Bytes {
+        Bytes::copy_from_slice(blake3::hash(data).as_bytes())
+    }
+
+    /// The sharded blob of the tests: 10 bytes, k = 2, m = 1, stripes of 4 bytes (3 stripes).
+    const DATA: &[u8] = b"0123456789";
+
+    fn shard_hash(shard: u32) -> Bytes {
+        hash(format!("shard {shard}").as_bytes())
+    }
+
+    fn sharded() -> BlobAccepted {
+        BlobAccepted {
+            blob_hash: hash(DATA),
+            size: DATA.len() as u64,
+            erasure: Some(ErasureParams {
+                data_shards: 2,
+                parity_shards: 1,
+                stripe_size: 4,
+            }),
+            shard_hashes: (0..3).map(shard_hash).collect(),
+            stripe_hashes: DATA.chunks(4).map(hash).collect(),
+            inline_data: None,
+            accepted_by: Bytes::from_static(b"acceptor"),
+            content_type: "text/plain".to_owned(),
+        }
+    }
+
+    fn inline(data: &'static [u8]) -> BlobAccepted {
+        BlobAccepted {
+            blob_hash: hash(data),
+            size: data.len() as u64,
+            erasure: None,
+            shard_hashes: Vec::new(),
+            stripe_hashes: Vec::new(),
+            inline_data: Some(Bytes::from_static(data)),
+            accepted_by: Bytes::from_static(b"acceptor"),
+            content_type: String::new(),
+        }
+    }
+
+    fn placed(shard: u32, holder: &'static [u8], epoch: u64) -> ShardPlaced {
+        ShardPlaced {
+            blob_hash: hash(DATA),
+            shard_index: shard,
+            holder: Bytes::from_static(holder),
+            placement_epoch: epoch,
+            shard_hash: shard_hash(shard),
+            shard_size: 2,
+        }
+    }
+
+    fn confirmed(shard: u32, holder: &'static [u8]) -> ReplicaConfirmed {
+        ReplicaConfirmed {
+            blob_hash: hash(DATA),
+            shard_index: shard,
+            holder: Bytes::from_static(holder),
+            shard_hash: shard_hash(shard),
+            shard_size: 2,
+        }
+    }
+
+    fn apply(state: &mut MemState, index: u64, event: Event) -> Applied {
+        state.apply(&BlobIndexProjection, &ctx(index), &envelope(event))
+    }
+
+    /// Applies `event` to `state`, expects a rejection whose reason contains `needle`, and
+    /// that the state did not change.
+    fn assert_rejected(state: &mut MemState, event: Event, needle: &str) {
+        let before = state.clone();
+        let applied = apply(state, 99, event);
+        assert!(
+            matches!(&applied, Applied::Rejected(reason) if reason.contains(needle)),
+            "expected a rejection containing {needle:?}, got {applied:?}"
+        );
+        assert_eq!(*state, before, "a rejected event must not change the state");
+    }
+
+    fn blob(state: &MemState, data: &[u8]) -> Option<BlobRecord> {
+        state
+            .entries()
+            .get(&BlobIndexProjection::blob_key(&hash(data)))
+            .and_then(|v| BlobIndexProjection::decode_blob(v))
+    }
+
+    fn holder(state: &MemState, shard: u32, holder: &[u8]) -> Option<HolderRecord> {
+        state
+            .entries()
+            .get(&BlobIndexProjection::holder_key(&hash(DATA), shard, holder))
+            .and_then(|v| BlobIndexProjection::decode_holder(v))
+    }
+
+    /// A state holding the sharded test blob, accepted at index 1.
+    fn with_sharded() -> MemState {
+        let mut state = MemState::new();
+        assert_eq!(
+            apply(&mut state, 1, Event::BlobAccepted(sharded())),
+            Applied::Ok
+        );
+        state
+    }
+
+    #[test]
+    fn accepts_a_sharded_blob() {
+        let mut state = MemState::new();
+        let c = ApplyCtx {
+            index: 7,
+            position: 2,
+            log_time_ms: 1234,
+        };
+        let event = envelope(Event::BlobAccepted(sharded()));
+        assert_eq!(state.apply(&BlobIndexProjection, &c, &event), Applied::Ok);
+        let record = blob(&state, DATA).expect("blob record");
+        let expected = BlobRecord {
+            size: 10,
+            data_shards: 2,
+            parity_shards: 1,
+            stripe_size: 4,
+            shard_hashes: (0..3).map(|s| shard_hash(s).to_vec()).collect(),
+            stripe_hashes: DATA.chunks(4).map(|c| hash(c).to_vec()).collect(),
+            inline_data: None,
+            accepted_by: b"acceptor".to_vec(),
+            content_type: "text/plain".to_owned(),
+            accepted_index: 7,
+            accepted_position: 2,
+            accepted_log_time_ms: 1234,
+        };
+        assert_eq!(record, expected);
+        assert!(!record.is_inline());
+        assert_eq!(record.shard_count(), 3);
+        assert_eq!(state.entries().len(), 1);
+    }
+
+    #[test]
+    fn accepts_inline_blobs_including_the_empty_one() {
+        let mut state = MemState::new();
+        assert_eq!(
+            apply(&mut state, 1, Event::BlobAccepted(inline(b"hi"))),
+            Applied::Ok
+        );
+        assert_eq!(
+            apply(&mut state, 2, Event::BlobAccepted(inline(b""))),
+            Applied::Ok
+        );
+        let record = blob(&state, b"hi").expect("inline record");
+        assert_eq!(record.inline_data.as_deref(), Some(b"hi".as_slice()));
+        assert_eq!(
+            (record.data_shards, record.parity_shards, record.stripe_size),
+            (0, 0, 0)
+        );
+        assert!(record.shard_hashes.is_empty() && record.stripe_hashes.is_empty());
+        assert!(record.is_inline());
+        let empty = blob(&state, b"").expect("empty inline record");
+        assert_eq!(empty.inline_data, Some(Vec::new()));
+        assert_eq!(empty.accepted_index, 2);
+    }
+
+    #[test]
+    fn accepts_an_empty_sharded_blob_with_no_stripes() {
+        let mut state = MemState::new();
+        let mut e = sharded();
+        e.blob_hash = hash(b"");
+        e.size = 0;
+        e.stripe_hashes.clear();
+        assert_eq!(
+            apply(&mut state, 1, Event::BlobAccepted(e.clone())),
+            Applied::Ok
+        );
+        let mut state = MemState::new();
+        e.stripe_hashes = vec![hash(b"")];
+        assert_rejected(
+            &mut state,
+            Event::BlobAccepted(e),
+            "1 stripe hashes, expected 0",
+        );
+    }
+
+    #[test]
+    fn rejects_a_second_accept_of_the_same_blob() {
+        let mut state = with_sharded();
+        assert_rejected(
+            &mut state,
+            Event::BlobAccepted(sharded()),
+            "already accepted at index 1",
+        );
+        // Same bytes, inline this time: still the same blob.
+        let mut same = inline(DATA);
+        same.accepted_by = Bytes::from_static(b"other node");
+        assert_rejected(
+            &mut state,
+            Event::BlobAccepted(same),
+            "already accepted at index 1",
+        );
+    }
+
+    #[test]
+    fn rejects_a_blob_hash_of_the_wrong_length() {
+        let mut state = MemState::new();
+        let mut e = sharded();
+        e.blob_hash = e.blob_hash.slice(..31);
+        assert_rejected(
+            &mut state,
+            Event::BlobAccepted(e),
+            "blob hash of 31 bytes, expected 32",
+        );
+    }
+
+    #[test]
+    fn rejects_inline_blobs_that_do_not_check_out() {
+        let mut state = MemState::new();
+        let mut e = inline(b"hello");
+        e.size = 4;
+        assert_rejected(
+            &mut state,
+            Event::BlobAccepted(e),
+            "inline data of 5 bytes, but size is 4",
+        );
+        let mut e = inline(b"hello");
+        e.blob_hash = hash(b"world");
+        assert_rejected(&mut state, Event::BlobAccepted(e), "not to the blob hash");
+        let mut e = inline(b"hello");
+        e.erasure = Some(ErasureParams::default());
+        assert_rejected(&mut state, Event::BlobAccepted(e), "inline blob carries");
+        let mut e = inline(b"hello");
+        e.shard_hashes = vec![hash(b"x")];
+        assert_rejected(&mut state, Event::BlobAccepted(e), "inline blob carries");
+        let mut e = inline(b"hello");
+        e.stripe_hashes = vec![hash(b"x")];
+        assert_rejected(&mut state, Event::BlobAccepted(e), "inline blob carries");
+    }
+
+    /// An edit that spoils a valid `BlobAccepted`.
+    type Edit = Box<dyn Fn(&mut BlobAccepted)>;
+
+    #[test]
+    fn rejects_sharded_blobs_with_bad_manifests() {
+        let mut state = MemState::new();
+        let cases: Vec<(Edit, &str)> = vec![
+            (
+                Box::new(|e| e.erasure = None),
+                "sharded blob without erasure parameters",
+            ),
+            (
+                Box::new(|e| {
+                    e.erasure = Some(ErasureParams {
+                        data_shards: 0,
+                        parity_shards: 3,
+                        stripe_size: 4,
+                    })
+                }),
+                "0 data shards",
+            ),
+            (
+                Box::new(|e| {
+                    e.erasure = Some(ErasureParams {
+                        data_shards: 200,
+                        parity_shards: 57,
+                        stripe_size: 4,
+                    })
+                }),
+                "200 data + 57 parity shards is more than 256",
+            ),
+            (
+                Box::new(|e| {
+                    e.erasure = Some(ErasureParams {
+                        data_shards: u32::MAX,
+                        parity_shards: u32::MAX,
+                        stripe_size: 4,
+                    })
+                }),
+                "is more than 256",
+            ),
+            (
+                Box::new(|e| {
+                    e.erasure = Some(ErasureParams {
+                        data_shards: 2,
+                        parity_shards: 1,
+                        stripe_size: 0,
+                    })
+                }),
+                "stripe size 0",
+            ),
+            (
+                Box::new(|e| {
+                    e.shard_hashes.pop();
+                }),
+                "2 shard hashes, expected 3",
+            ),
+            (
+                Box::new(|e| e.shard_hashes[1] = e.shard_hashes[1].slice(..16)),
+                "shard hash 1 of 16 bytes, expected 32",
+            ),
+            (
+                Box::new(|e| e.stripe_hashes.push(hash(b"extra"))),
+                "4 stripe hashes, expected 3",
+            ),
+            (
+                Box::new(|e| e.stripe_hashes[2] = Bytes::new()),
+                "stripe hash 2 of 0 bytes, expected 32",
+            ),
+        ];
+        for (edit, needle) in cases {
+            let mut e = sharded();
+            edit(&mut e);
+            assert_rejected(&mut state, Event::BlobAccepted(e), needle);
+        }
+        // k + m = 256 exactly is allowed.
+        let mut e = sharded();
+        e.erasure = Some(ErasureParams {
+            data_shards: 200,
+            parity_shards: 56,
+            stripe_size: 4,
+        });
+        e.shard_hashes = (0..256).map(shard_hash).collect();
+        assert_eq!(apply(&mut state, 1, Event::BlobAccepted(e)), Applied::Ok);
+    }
+
+    #[test]
+    fn places_and_confirms_shards() {
+        let mut state = with_sharded();
+        assert_eq!(
+            apply(&mut state, 2, Event::ShardPlaced(placed(0, HOLDER_A, 1))),
+            Applied::Ok
+        );
+        assert_eq!(
+            apply(&mut state, 3, Event::ShardPlaced(placed(2, HOLDER_B, 0))),
+            Applied::Ok
+        );
+        assert_eq!(
+            holder(&state, 0, HOLDER_A),
+            Some(HolderRecord {
+                placement_epoch: 1,
+                shard_size: 2,
+                placed_log_time_ms: 1002,
+                confirmed: false,
+                confirmed_log_time_ms: 0,
+            })
+        );
+        assert_eq!(
+            apply(
+                &mut state,
+                4,
+                Event::ReplicaConfirmed(confirmed(0, HOLDER_A))
+            ),
+            Applied::Ok
+        );
+        assert_eq!(
+            holder(&state, 0, HOLDER_A),
+            Some(HolderRecord {
+                placement_epoch: 1,
+                shard_size: 2,
+                placed_log_time_ms: 1002,
+                confirmed: true,
+                confirmed_log_time_ms: 1004,
+            })
+        );
+        assert_eq!(
+            holder(&state, 2, HOLDER_B).map(|h| h.confirmed),
+            Some(false)
+        );
+        // The prefix lists the blob's holders in shard order.
+        let prefix = BlobIndexProjection::holders_prefix(&hash(DATA));
+        let listed: Vec<_> = state
+            .entries()
+            .keys()
+            .filter(|k| k.starts_with(&prefix))
+            .filter_map(|k| BlobIndexProjection::parse_holder_key(k))
+            .collect();
+        assert_eq!(listed, vec![(0, HOLDER_A.to_vec()), (2, HOLDER_B.to_vec())]);
+    }
+
+    #[test]
+    fn a_newer_epoch_replaces_the_placement_and_resets_confirmation() {
+        let mut state = with_sharded();
+        assert_eq!(
+            apply(&mut state, 2, Event::ShardPlaced(placed(1, HOLDER_A, 0))),
+            Applied::Ok
+        );
+        assert_eq!(
+            apply(
+                &mut state,
+                3,
+                Event::ReplicaConfirmed(confirmed(1, HOLDER_A))
+            ),
+            Applied::Ok
+        );
+        let mut newer = placed(1, HOLDER_A, 2);
+        newer.shard_size = 3;
+        assert_eq!(apply(&mut state, 4, Event::ShardPlaced(newer)), Applied::Ok);
+        assert_eq!(
+            holder(&state, 1, HOLDER_A),
+            Some(HolderRecord {
+                placement_epoch: 2,
+                shard_size: 3,
+                placed_log_time_ms: 1004,
+                confirmed: false,
+                confirmed_log_time_ms: 0,
+            })
+        );
+        // The old size no longer matches the placement.
+        assert_rejected(
+            &mut state,
+            Event::ReplicaConfirmed(confirmed(1, HOLDER_A)),
+            "confirmed with 2 bytes, placed with 3",
+        );
+    }
+
+    #[test]
+    fn rejects_stale_or_repeated_placements() {
+        let mut state = with_sharded();
+        assert_eq!(
+            apply(&mut state, 2, Event::ShardPlaced(placed(0, HOLDER_A, 2))),
+            Applied::Ok
+        );
+        assert_rejected(
+            &mut state,
+            Event::ShardPlaced(placed(0, HOLDER_A, 2)),
+            "already placed at epoch 2",
+        );
+        assert_rejected(
+            &mut state,
+            Event::ShardPlaced(placed(0, HOLDER_A, 1)),
+            "already placed at epoch 2",
+        );
+        // Another holder, or another shard, is a separate placement.
+        assert_eq!(
+            apply(&mut state, 3, Event::ShardPlaced(placed(0, HOLDER_B, 0))),
+            Applied::Ok
+        );
+        assert_eq!(
+            apply(&mut state, 4, Event::ShardPlaced(placed(1, HOLDER_A, 0))),
+            Applied::Ok
+        );
+    }
+
+    #[test]
+    fn rejects_placements_that_do_not_match_the_index() {
+        let mut state = MemState::new();
+        assert_rejected(
+            &mut state,
+            Event::ShardPlaced(placed(0, HOLDER_A, 0)),
+            "unknown blob",
+        );
+        let mut state = with_sharded();
+        let mut e = placed(0, HOLDER_A, 0);
+        e.blob_hash = e.blob_hash.slice(..8);
+        assert_rejected(&mut state, Event::ShardPlaced(e), "blob hash of 8 bytes");
+        assert_rejected(
+            &mut state,
+            Event::ShardPlaced(placed(3, HOLDER_A, 0)),
+            "shard index 3 out of range",
+        );
+        assert_rejected(
+            &mut state,
+            Event::ShardPlaced(placed(u32::MAX, HOLDER_A, 0)),
+            "out of range",
+        );
+        let mut e = placed(0, HOLDER_A, 0);
+        e.shard_hash = shard_hash(1);
+        assert_rejected(
+            &mut state,
+            Event::ShardPlaced(e),
+            "does not match the manifest's hash of shard 0",
+        );
+        assert_rejected(
+            &mut state,
+            Event::ShardPlaced(placed(0, b"", 0)),
+            "empty holder",
+        );
+        assert_eq!(
+            apply(&mut state, 2, Event::BlobAccepted(inline(b"small"))),
+            Applied::Ok
+        );
+        let mut e = placed(0, HOLDER_A, 0);
+        e.blob_hash = hash(b"small");
+        assert_rejected(&mut state, Event::ShardPlaced(e), "inline blob");
+        let mut e = confirmed(0, HOLDER_A);
+        e.blob_hash = hash(b"small");
+        assert_rejected(&mut state, Event::ReplicaConfirmed(e), "inline blob");
+    }
+
+    #[test]
+    fn rejects_confirmations_that_do_not_match_the_placement() {
+        let mut state = MemState::new();
+        assert_rejected(
+            &mut state,
+            Event::ReplicaConfirmed(confirmed(0, HOLDER_A)),
+            "unknown blob",
+        );
+        let mut state = with_sharded();
+        assert_eq!(
+            apply(&mut state, 2, Event::ShardPlaced(placed(0, HOLDER_A, 0))),
+            Applied::Ok
+        );
+        assert_rejected(
+            &mut state,
+            Event::ReplicaConfirmed(confirmed(0, HOLDER_B)),
+            "shard 0 of blob",
+        );
+        assert_rejected(
+            &mut state,
+            Event::ReplicaConfirmed(confirmed(1, HOLDER_A)),
+            "not placed on holder",
+        );
+        let mut e = confirmed(0, HOLDER_A);
+        e.shard_hash = hash(b"tampered");
+        assert_rejected(
+            &mut state,
+            Event::ReplicaConfirmed(e),
+            "does not match the manifest's hash of shard 0",
+        );
+        let mut e = confirmed(0, HOLDER_A);
+        e.shard_size = 5;
+        assert_rejected(
+            &mut state,
+            Event::ReplicaConfirmed(e),
+            "confirmed with 5 bytes, placed with 2",
+        );
+        assert_eq!(
+            apply(
+                &mut state,
+                3,
+                Event::ReplicaConfirmed(confirmed(0, HOLDER_A))
+            ),
+            Applied::Ok
+        );
+        assert_rejected(
+            &mut state,
+            Event::ReplicaConfirmed(confirmed(0, HOLDER_A)),
+            "already confirmed",
+        );
+    }
+
+    #[test]
+    fn ignores_other_events() {
+        let mut state = with_sharded();
+        let before = state.clone();
+        let peer = Event::PeerSeen(PeerSeen::default());
+        assert_eq!(apply(&mut state, 2, peer), Applied::Ok);
+        let no_event = Envelope {
+            event: None,
+            ..envelope(Event::PeerSeen(PeerSeen::default()))
+        };
+        assert_eq!(
+            state.apply(&BlobIndexProjection, &ctx(3), &no_event),
+            Applied::Ok
+        );
+        assert_eq!(state, before);
+    }
+
+    #[test]
+    fn malformed_stored_records_are_rejections_not_panics() {
+        let mut state = MemState::new();
+        state.put(
+            &BlobIndexProjection::blob_key(&hash(DATA)),
+            &[0xff, 0xff, 0xff],
+        );
+        assert_rejected(&mut state, Event::BlobAccepted(sharded()), "malformed");
+        assert_rejected(
+            &mut state,
+            Event::ShardPlaced(placed(0, HOLDER_A, 0)),
+            "malformed",
+        );
+        let mut state = with_sharded();
+        state.put(
+            &BlobIndexProjection::holder_key(&hash(DATA), 0, HOLDER_A),
+            &[0x0a],
+        );
+        assert_rejected(
+            &mut state,
+            Event::ShardPlaced(placed(0, HOLDER_A, 1)),
+            "malformed",
+        );
+        assert_rejected(
+            &mut state,
+            Event::ReplicaConfirmed(confirmed(0, HOLDER_A)),
+            "malformed",
+        );
+        assert_eq!(BlobIndexProjection::decode_blob(&[0xff, 0xff]), None);
+        assert_eq!(BlobIndexProjection::decode_holder(&[0x0a]), None);
+    }
+
+    #[test]
+    fn keys_are_laid_out_as_documented() {
+        let h = [7u8; 32];
+        assert_eq!(BlobIndexProjection::blob_key(&h)[0], b'b');
+        assert_eq!(BlobIndexProjection::blob_key(&h).len(), 33);
+        let key = BlobIndexProjection::holder_key(&h, 0x0102_0304, b"peer");
+        assert_eq!(key.len(), 1 + 32 + 4 + 4);
+        assert!(key.starts_with(&BlobIndexProjection::holders_prefix(&h)));
+        assert_eq!(&key[33..37], &[1, 2, 3, 4]);
+        assert_eq!(
+            BlobIndexProjection::parse_holder_key(&key),
+            Some((0x0102_0304, b"peer".to_vec()))
+        );
+        // Shard order is the key order (big-endian), whatever the holders.
+        assert!(
+            BlobIndexProjection::holder_key(&h, 1, b"zz")
+                < BlobIndexProjection::holder_key(&h, 256, b"a")
+        );
+        assert_eq!(
+            BlobIndexProjection::parse_holder_key(&BlobIndexProjection::blob_key(&h)),
+            None
+        );
+        assert_eq!(
+            BlobIndexProjection::parse_holder_key(&BlobIndexProjection::holder_key(&h, 1, b"")),
+            None
+        );
+        assert_eq!(BlobIndexProjection::parse_holder_key(b"h"), None);
+        assert_eq!(BlobIndexProjection::parse_holder_key(b""), None);
+    }
+
+    #[test]
+    fn fold_is_deterministic() {
+        let events = [
+            Event::BlobAccepted(sharded()),
+            Event::ShardPlaced(placed(0, HOLDER_A, 0)),
+            Event::ShardPlaced(placed(1, HOLDER_B, 0)),
+            Event::ReplicaConfirmed(confirmed(0, HOLDER_A)),
+            Event::ShardPlaced(placed(0, HOLDER_A, 1)),
+            Event::BlobAccepted(inline(b"x")),
+        ];
+        let fold = || {
+            let mut state = MemState::new();
+            let applied: Vec<_> = events
+                .iter()
+                .zip(1..)
+                .map(|(e, i)| apply(&mut state, i, e.clone()))
+                .collect();
+            (applied, state.digest(BlobIndexProjection::NAME))
+        };
+        let (applied, digest) = fold();
+        assert!(applied.iter().all(|a| *a == Applied::Ok), "{applied:?}");
+        assert_eq!(fold(), (applied, digest));
+    }
+}

@@ -1,0 +1,198 @@
+//! `hearth put FILE` and `hearth get HASH [-o FILE]`: blobs through a running member's HTTP API.
+//!
+//! `put` streams the file with its length, shows a progress bar on a terminal for files over
+//! 4 MiB, and prints the tier, code and log index, then the hash as the last line of stdout.
+//! `get` streams the blob to stdout or to FILE (written as `FILE.part`, renamed when complete),
+//! checks its blake3 against the hash it asked for, and fails (leaving no FILE) otherwise.
+
+use super::cluster::ServerArgs;
+use crate::hex;
+use crate::http::blobs::BlobReply;
+use crate::node::api::ErrorBody;
+use anyhow::{bail, Context as _};
+use bytes::Bytes;
+use clap::Args;
+use futures::StreamExt;
+use indicatif::{ProgressBar, ProgressStyle};
+use std::io::{IsTerminal, Read, Write};
+use std::path::{Path, PathBuf};
+
+/// Files at least this large get a progress bar (on a terminal).
+const PROGRESS_FROM: u64 = 4 << 20;
+/// Bytes read from the file per piece.
+const PIECE: usize = 1 << 20;
+
+/// Arguments of `hearth put`.
+#[derive(Debug, Args)]
+pub struct PutArgs {
+    /// The file to store.
+    file: PathBuf,
+    #[command(flatten)]
+    server: ServerArgs,
+}
+
+/// Arguments of `hearth get`.
+#[derive(Debug, Args)]
+pub struct GetArgs {
+    /// The blob's hash (64 hex characters).
+    hash: String,
+    /// Write the blob to this file instead of stdout.
+    #[arg(short = 'o', long)]
+    output: Option<PathBuf>,
+    #[command(flatten)]
+    server: ServerArgs,
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("starting the async runtime")
+}
+
+fn progress(len: u64) -> ProgressBar {
+    if len < PROGRESS_FROM || !std::io::stderr().is_terminal() {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::new(len);
+    if let Ok(style) =
+        ProgressStyle::with_template("{bytes}/{total_bytes} [{bar:40}] {bytes_per_sec}, {eta} left")
+    {
+        bar.set_style(style.progress_chars("=> "));
+    }
+    bar
+}
+
+async fn failure(resp: reqwest::Response, what: &str) -> anyhow::Error {
+    let status = resp.status();
+    let text = resp.text().await.unwrap_or_default();
+    anyhow::anyhow!("{what}: {status}: {}", ErrorBody::message_of(&text))
+}
+
+/// `hearth put FILE`.
+pub fn put(args: &PutArgs, out: &mut dyn Write) -> anyhow::Result<()> {
+    let path = &args.file;
+    let mut file =
+        std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+    let len = file
+        .metadata()
+        .with_context(|| format!("cannot stat {}", path.display()))?
+        .len();
+    let bar = progress(len);
+    let url = format!("{}/v1/blobs", args.server.server.trim_end_matches('/'));
+    let reply: BlobReply = runtime()?.block_on(async {
+        let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<Bytes>>(4);
+        let reader_bar = bar.clone();
+        let reader = tokio::task::spawn_blocking(move || {
+            let mut buf = vec![0u8; PIECE];
+            loop {
+                let item = match file.read(&mut buf) {
+                    Ok(0) => return,
+                    Ok(n) => {
+                        reader_bar.inc(n as u64);
+                        Ok(Bytes::copy_from_slice(&buf[..n]))
+                    }
+                    Err(e) => Err(e),
+                };
+                let failed = item.is_err();
+                if tx.blocking_send(item).is_err() || failed {
+                    return;
+                }
+            }
+        });
+        let stream = futures::stream::unfold(rx, |mut rx| async move {
+            rx.recv().await.map(|item| (item, rx))
+        });
+        let mut req = reqwest::Client::new()
+            .put(&url)
+            .header(reqwest::header::CONTENT_LENGTH, len)
+            .body(reqwest::Body::wrap_stream(stream));
+        if let Some(t) = &args.server.admin_token {
+            req = req.bearer_auth(t);
+        }
+        let resp = req.send().await.with_context(|| format!("PUT {url}"))?;
+        let _ = reader.await;
+        if !resp.status().is_success() {
+            return Err(failure(resp, "put").await);
+        }
+        resp.json::<BlobReply>()
+            .await
+            .context("put: unreadable answer")
+    })?;
+    bar.finish_and_clear();
+    let code = match reply.k {
+        0 => "inline".to_string(),
+        k => format!("{k}+{}", reply.m),
+    };
+    writeln!(
+        out,
+        "{} {} bytes, {code}, {} at log index {}",
+        path.display(),
+        reply.size,
+        reply.tier,
+        reply.index
+    )?;
+    writeln!(out, "{}", reply.hash)?;
+    Ok(())
+}
+
+/// `hearth get HASH`.
+pub fn get(args: &GetArgs, out: &mut dyn Write) -> anyhow::Result<()> {
+    let want = hex::decode(&args.hash)
+        .filter(|h| h.len() == 32)
+        .with_context(|| format!("{:?} is not a blob hash (64 hex characters)", args.hash))?;
+    let url = format!(
+        "{}/v1/blobs/{}",
+        args.server.server.trim_end_matches('/'),
+        args.hash.to_ascii_lowercase()
+    );
+    let part = args.output.as_ref().map(|p| part_path(p));
+    let result = runtime()?.block_on(async {
+        let resp = reqwest::Client::new()
+            .get(&url)
+            .send()
+            .await
+            .with_context(|| format!("GET {url}"))?;
+        if !resp.status().is_success() {
+            return Err(failure(resp, "get").await);
+        }
+        let bar = progress(resp.content_length().unwrap_or(0));
+        let mut sink: Box<dyn Write> = match &part {
+            Some(p) => Box::new(std::io::BufWriter::new(
+                std::fs::File::create(p)
+                    .with_context(|| format!("cannot create {}", p.display()))?,
+            )),
+            None => Box::new(&mut *out),
+        };
+        let mut hasher = blake3::Hasher::new();
+        let mut body = resp.bytes_stream();
+        while let Some(piece) = body.next().await {
+            let piece = piece.context("get: the transfer broke off")?;
+            hasher.update(&piece);
+            sink.write_all(&piece)?;
+            bar.inc(piece.len() as u64);
+        }
+        sink.flush()?;
+        bar.finish_and_clear();
+        if hasher.finalize().as_bytes()[..] != want[..] {
+            bail!("get: the bytes received do not match hash {}", args.hash);
+        }
+        anyhow::Ok(())
+    });
+    match (&part, &args.output, result) {
+        (Some(part), Some(output), Ok(())) => std::fs::rename(part, output)
+            .with_context(|| format!("cannot rename {} to {}", part.display(), output.display())),
+        (Some(part), _, Err(e)) => {
+            let _ = std::fs::remove_file(part);
+            Err(e)
+        }
+        (_, _, r) => r,
+    }
+}
+
+fn part_path(p: &Path) -> PathBuf {
+    let mut s = p.as_os_str().to_owned();
+    s.push(".part");
+    PathBuf::from(s)
+}

@@ -1,0 +1,482 @@
+//! Blob routes.
+//!
+//! | route | what |
+//! |---|---|
+//! | `PUT /v1/blobs` | streamed body with `Content-Length` → 201 [`BlobReply`] once `BlobAccepted` is committed (200 with the existing record when the bytes are already stored) |
+//! | `GET /v1/blobs/{hash}` | the blob, every byte verified before it is sent; `Range: bytes=…` → 206; `?after=INDEX` or `Hearth-After: INDEX` waits until this node applied INDEX |
+//! | `HEAD /v1/blobs/{hash}` | the same headers, no body |
+//!
+//! Blobs up to the inline threshold travel inside the committed event; larger ones are
+//! erasure-coded into shard files first (see [`crate::blobs`]) and only their manifest is
+//! committed. Writes need the admin token when the listener is not on loopback.
+
+use super::{check_admin, ApiError};
+use crate::blobs::{read_range, Layout, Manifest, ShardError, ShardWriter, StripeError};
+use crate::hex;
+use crate::node::Node;
+use axum::body::{Body, HttpBody};
+use axum::extract::{Path, Query, State};
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use bytes::Bytes;
+use futures::StreamExt;
+use hearth_projections::BlobRecord;
+use hearth_proto::v1::envelope::Event;
+use hearth_proto::v1::{BlobAccepted, Envelope, ErasureParams, ShardPlaced};
+use prost::Message as _;
+use serde::{Deserialize, Serialize};
+use std::ops::Range;
+use std::time::Duration;
+
+/// How long a read carrying `after` waits for this node to apply that index.
+const AFTER_WAIT: Duration = Duration::from_secs(5);
+/// Bytes a streamed GET reads (and verifies) at a time.
+const READ_PIECE: u64 = 4 << 20;
+/// Pieces a streamed GET reads ahead of the client.
+const READ_AHEAD: usize = 2;
+/// The `Hearth-After` header.
+const HEARTH_AFTER: &str = "hearth-after";
+
+/// Answer of a blob write.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct BlobReply {
+    /// blake3 of the blob (hex).
+    pub hash: String,
+    /// Size in bytes.
+    pub size: u64,
+    /// Data shards (0 for an inline blob).
+    pub k: u32,
+    /// Parity shards.
+    pub m: u32,
+    /// Acknowledgement tier reached: `accepted`.
+    pub tier: String,
+    /// The log index that accepted it: a read with `?after=INDEX` on any member sees it.
+    pub index: u64,
+}
+
+impl BlobReply {
+    fn of(hash: &[u8; 32], r: &BlobRecord) -> Self {
+        BlobReply {
+            hash: hex::encode(hash),
+            size: r.size,
+            k: r.data_shards,
+            m: r.parity_shards,
+            tier: "accepted".into(),
+            index: r.accepted_index,
+        }
+    }
+}
+
+/// Query of `GET /v1/blobs/{hash}`.
+#[derive(Debug, Default, Deserialize)]
+pub struct ReadQuery {
+    after: Option<u64>,
+}
+
+fn parse_hash(s: &str) -> Result<[u8; 32], ApiError> {
+    let bytes = (s.len() == 64)
+        .then(|| hex::decode(s))
+        .flatten()
+        .and_then(|b| <[u8; 32]>::try_from(b).ok());
+    bytes.ok_or_else(|| {
+        ApiError::bad_request(format!(
+            "{s:?} is not a blob hash (64 lower-case hex characters of blake3)"
+        ))
+    })
+}
+
+fn internal(e: impl std::fmt::Display) -> ApiError {
+    ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "failed", e.to_string())
+}
+
+fn read_error(e: ShardError) -> ApiError {
+    match e {
+        ShardError::Stripe(
+            e @ (StripeError::TooFewChunks { .. } | StripeError::NoVerifiedChoice { .. }),
+        ) => ApiError::unavailable(e.to_string()),
+        other => internal(other),
+    }
+}
+
+/// `PUT /v1/blobs`.
+pub(super) async fn put_blob(
+    State(node): State<Node>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    check_admin(&node, &headers)?;
+    // The exact length from Content-Length (or 0 for a request without a body); unknown for a
+    // chunked upload.
+    let size: u64 = HttpBody::size_hint(&body).exact().ok_or_else(|| {
+        ApiError::new(
+            StatusCode::LENGTH_REQUIRED,
+            "length_required",
+            "a blob upload needs a Content-Length header",
+        )
+    })?;
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string();
+    let mut stream = body.into_data_stream();
+    let (hash, accepted) = if size <= node.inline_threshold() as u64 {
+        let mut data = Vec::with_capacity(size as usize);
+        while let Some(piece) = stream.next().await {
+            let piece =
+                piece.map_err(|e| ApiError::bad_request(format!("reading the body: {e}")))?;
+            data.extend_from_slice(&piece);
+            if data.len() as u64 > size {
+                break;
+            }
+        }
+        if data.len() as u64 != size {
+            return Err(ApiError::bad_request(format!(
+                "the body has {} bytes, Content-Length said {size}",
+                data.len()
+            )));
+        }
+        let hash = *blake3::hash(&data).as_bytes();
+        let accepted = BlobAccepted {
+            blob_hash: Bytes::copy_from_slice(&hash),
+            size,
+            inline_data: Some(Bytes::from(data)),
+            content_type,
+            ..BlobAccepted::default()
+        };
+        (hash, accepted)
+    } else {
+        let (k, m) = node.new_blob_code();
+        let layout = Layout::for_size(size, k, m).map_err(internal)?;
+        let writer = node.shards().writer(layout).map_err(internal)?;
+        let written = write_shards(writer, &mut stream).await?;
+        if let Some(existing) = node.blob(&written.hash).map_err(internal)? {
+            if written.fresh && existing_layout(&existing) != Some(layout) {
+                let shards = node.shards().clone();
+                let hash = written.hash;
+                let _ = tokio::task::spawn_blocking(move || shards.remove_blob(&hash)).await;
+            }
+            return Ok((
+                StatusCode::OK,
+                Json(BlobReply::of(&written.hash, &existing)),
+            )
+                .into_response());
+        }
+        let accepted = BlobAccepted {
+            blob_hash: Bytes::copy_from_slice(&written.hash),
+            size,
+            erasure: Some(ErasureParams {
+                data_shards: k,
+                parity_shards: m,
+                stripe_size: layout.stripe_size(),
+            }),
+            shard_hashes: written
+                .shard_hashes
+                .iter()
+                .map(|h| Bytes::copy_from_slice(h))
+                .collect(),
+            stripe_hashes: written
+                .stripe_hashes
+                .iter()
+                .map(|h| Bytes::copy_from_slice(h))
+                .collect(),
+            inline_data: None,
+            content_type,
+            ..BlobAccepted::default()
+        };
+        (written.hash, accepted)
+    };
+    if let Some(existing) = node.blob(&hash).map_err(internal)? {
+        return Ok((StatusCode::OK, Json(BlobReply::of(&hash, &existing))).into_response());
+    }
+    let placements = placements_of(&node, &accepted);
+    let committed = node.accept_blob(accepted).await?;
+    let record = node
+        .blob(&hash)
+        .map_err(internal)?
+        .ok_or_else(|| internal("the accepted blob is missing from the index"))?;
+    if committed.rejected.is_some() {
+        // Another write of the same bytes was accepted first: that one is the blob.
+        return Ok((StatusCode::OK, Json(BlobReply::of(&hash, &record))).into_response());
+    }
+    // Record this node as the holder of every shard it wrote (same entry when they batch).
+    let placed = futures::future::join_all(placements.into_iter().map(|p| node.propose(p))).await;
+    if let Some(Err(e)) = placed.into_iter().find(Result::is_err) {
+        tracing::warn!(hash = %hex::encode(&hash), error = %e, "recording shard placements");
+    }
+    Ok((StatusCode::CREATED, Json(BlobReply::of(&hash, &record))).into_response())
+}
+
+/// `ShardPlaced` envelopes naming this node as holder of every shard of `accepted`.
+fn placements_of(node: &Node, accepted: &BlobAccepted) -> Vec<Bytes> {
+    let Some(erasure) = &accepted.erasure else {
+        return Vec::new();
+    };
+    let Ok(layout) = Layout::new(
+        accepted.size,
+        erasure.data_shards,
+        erasure.parity_shards,
+        erasure.stripe_size,
+    ) else {
+        return Vec::new();
+    };
+    let me = Bytes::from(node.peer_id().to_bytes());
+    accepted
+        .shard_hashes
+        .iter()
+        .zip(0u32..)
+        .map(|(h, i)| {
+            Envelope {
+                schema_version: hearth_proto::SCHEMA_VERSION,
+                origin: me.clone(),
+                event: Some(Event::ShardPlaced(ShardPlaced {
+                    blob_hash: accepted.blob_hash.clone(),
+                    shard_index: i,
+                    holder: me.clone(),
+                    placement_epoch: 0,
+                    shard_hash: h.clone(),
+                    shard_size: layout.shard_size(),
+                })),
+                ..Envelope::default()
+            }
+            .encode_to_vec()
+            .into()
+        })
+        .collect()
+}
+
+fn existing_layout(r: &BlobRecord) -> Option<Layout> {
+    Layout::new(r.size, r.data_shards, r.parity_shards, r.stripe_size).ok()
+}
+
+/// Feeds the body into `writer` on a blocking thread; nothing is published unless the body
+/// is complete (a dropped writer removes its files).
+async fn write_shards<S>(
+    writer: ShardWriter,
+    stream: &mut S,
+) -> Result<crate::blobs::Written, ApiError>
+where
+    S: futures::Stream<Item = Result<Bytes, axum::Error>> + Unpin,
+{
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Bytes>(4);
+    let task = tokio::task::spawn_blocking(move || {
+        let mut writer = writer;
+        while let Some(piece) = rx.blocking_recv() {
+            writer.write(&piece)?;
+        }
+        writer.finish()
+    });
+    let mut body_error = None;
+    while let Some(piece) = stream.next().await {
+        match piece {
+            Ok(piece) => {
+                if tx.send(piece).await.is_err() {
+                    break; // the writer stopped: its error is reported below
+                }
+            }
+            Err(e) => {
+                body_error = Some(e);
+                break;
+            }
+        }
+    }
+    drop(tx);
+    let result = task.await.map_err(internal)?;
+    if let Some(e) = body_error {
+        return Err(ApiError::bad_request(format!("reading the body: {e}")));
+    }
+    result.map_err(|e| match e {
+        ShardError::SizeMismatch { .. } => ApiError::bad_request(e.to_string()),
+        other => internal(other),
+    })
+}
+
+/// `GET` and `HEAD /v1/blobs/{hash}`.
+pub(super) async fn get_blob(
+    State(node): State<Node>,
+    method: Method,
+    Path(hash): Path<String>,
+    Query(query): Query<ReadQuery>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let hash = parse_hash(&hash)?;
+    let after = match headers.get(HEARTH_AFTER) {
+        Some(v) => Some(
+            v.to_str()
+                .ok()
+                .and_then(|v| v.trim().parse::<u64>().ok())
+                .ok_or_else(|| ApiError::bad_request("Hearth-After must be a log index"))?,
+        ),
+        None => query.after,
+    };
+    if let Some(index) = after {
+        if !node.wait_applied(index, AFTER_WAIT).await {
+            return Err(ApiError::unavailable(format!(
+                "this node has not applied index {index} yet; retry"
+            )));
+        }
+    }
+    let record = node
+        .blob(&hash)
+        .map_err(internal)?
+        .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such blob"))?;
+    let size = record.size;
+    let range = match headers.get(header::RANGE) {
+        None => None,
+        Some(v) => Some(
+            parse_range(v.to_str().unwrap_or_default(), size).ok_or_else(|| {
+                ApiError::new(
+                    StatusCode::RANGE_NOT_SATISFIABLE,
+                    "bad_range",
+                    format!("the blob has {size} bytes; expected Range: bytes=START-END"),
+                )
+            })?,
+        ),
+    };
+    let want = range.clone().unwrap_or(0..size);
+    let mut resp_headers = HeaderMap::new();
+    let etag = format!("\"{}\"", hex::encode(&hash));
+    let content_type = match record.content_type.as_str() {
+        "" => "application/octet-stream",
+        t => t,
+    };
+    for (name, value) in [
+        (header::ETAG, etag.as_str()),
+        (header::ACCEPT_RANGES, "bytes"),
+        (header::CONTENT_TYPE, content_type),
+    ] {
+        if let Ok(v) = HeaderValue::from_str(value) {
+            resp_headers.insert(name, v);
+        }
+    }
+    resp_headers.insert(
+        header::CONTENT_LENGTH,
+        HeaderValue::from(want.end - want.start),
+    );
+    let status = match &range {
+        Some(r) => {
+            let cr = format!("bytes {}-{}/{size}", r.start, r.end.saturating_sub(1));
+            if let Ok(v) = HeaderValue::from_str(&cr) {
+                resp_headers.insert(header::CONTENT_RANGE, v);
+            }
+            StatusCode::PARTIAL_CONTENT
+        }
+        None => StatusCode::OK,
+    };
+    if method == Method::HEAD {
+        return Ok((status, resp_headers).into_response());
+    }
+    let body = if let Some(inline) = &record.inline_data {
+        if blake3::hash(inline).as_bytes() != &hash {
+            return Err(internal("the blob's stored bytes do not match its hash"));
+        }
+        Body::from(Bytes::copy_from_slice(
+            &inline[want.start as usize..want.end as usize],
+        ))
+    } else {
+        stream_shards(&node, &hash, &record, want).await?
+    };
+    Ok((status, resp_headers, body).into_response())
+}
+
+/// Reads `want` piece by piece on a blocking thread; the first piece is read before the answer
+/// starts, so an unavailable blob is a 503, not a cut-off body.
+async fn stream_shards(
+    node: &Node,
+    hash: &[u8; 32],
+    record: &BlobRecord,
+    want: Range<u64>,
+) -> Result<Body, ApiError> {
+    let layout =
+        existing_layout(record).ok_or_else(|| internal("the blob's manifest is invalid"))?;
+    let stripe_hashes = record
+        .stripe_hashes
+        .iter()
+        .map(|h| <[u8; 32]>::try_from(h.as_ref()))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|_| internal("the blob's manifest has a malformed stripe hash"))?;
+    let manifest = Manifest {
+        hash: *hash,
+        layout,
+        stripe_hashes,
+    };
+    let store = node.shards().clone();
+    let piece = READ_PIECE.max(layout.stripe_size());
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Result<Bytes, ShardError>>(READ_AHEAD);
+    tokio::task::spawn_blocking(move || {
+        let mut at = want.start;
+        while at < want.end {
+            let end = (at + piece).min(want.end);
+            let item = read_range(&store, &manifest, at..end).map(|(bytes, report)| {
+                if !report.repaired.is_empty() {
+                    tracing::info!(
+                        hash = %hex::encode(&manifest.hash),
+                        chunks = report.repaired.len(),
+                        "repaired shard chunks while reading"
+                    );
+                }
+                Bytes::from(bytes)
+            });
+            let failed = item.is_err();
+            if tx.blocking_send(item).is_err() || failed {
+                return;
+            }
+            at = end;
+        }
+    });
+    let first = match rx.recv().await {
+        None => return Ok(Body::empty()),
+        Some(Err(e)) => return Err(read_error(e)),
+        Some(Ok(bytes)) => bytes,
+    };
+    let rest = futures::stream::unfold(rx, |mut rx| async move {
+        rx.recv()
+            .await
+            .map(|item| (item.map_err(std::io::Error::other), rx))
+    });
+    let stream = futures::stream::once(async move { Ok::<_, std::io::Error>(first) }).chain(rest);
+    Ok(Body::from_stream(stream))
+}
+
+/// Parses a single `bytes=` range against `size`; `None` when unsatisfiable or malformed.
+fn parse_range(value: &str, size: u64) -> Option<Range<u64>> {
+    let spec = value.trim().strip_prefix("bytes=")?;
+    if spec.contains(',') {
+        return None;
+    }
+    let (a, b) = spec.split_once('-')?;
+    let (a, b) = (a.trim(), b.trim());
+    let r = if a.is_empty() {
+        let n: u64 = b.parse().ok()?;
+        size.saturating_sub(n)..size
+    } else {
+        let start: u64 = a.parse().ok()?;
+        let end = if b.is_empty() {
+            size
+        } else {
+            b.parse::<u64>().ok()?.saturating_add(1).min(size)
+        };
+        start..end
+    };
+    (r.start < r.end && r.start < size).then_some(r)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_range;
+
+    #[test]
+    fn ranges_parse_like_rfc_9110() {
+        assert_eq!(parse_range("bytes=0-0", 10), Some(0..1));
+        assert_eq!(parse_range("bytes=2-", 10), Some(2..10));
+        assert_eq!(parse_range("bytes=-3", 10), Some(7..10));
+        assert_eq!(parse_range("bytes=5-100", 10), Some(5..10));
+        assert_eq!(parse_range("bytes=-100", 10), Some(0..10));
+        assert_eq!(parse_range("bytes=10-", 10), None);
+        assert_eq!(parse_range("bytes=3-2", 10), None);
+        assert_eq!(parse_range("bytes=0-1,3-4", 10), None);
+        assert_eq!(parse_range("items=0-1", 10), None);
+        assert_eq!(parse_range("bytes=0-0", 0), None);
+    }
+}

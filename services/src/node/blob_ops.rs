@@ -1,0 +1,71 @@
+//! A node's blob operations: the shard store, the blob index as this node has applied it, the
+//! erasure code for a new blob, committing `BlobAccepted`, and waiting for an index to be applied
+//! (read-your-writes). The HTTP routes (`crate::http::blobs`) are built on these.
+
+use super::batcher::Committed;
+use super::{Node, NodeError, ProposeError};
+use crate::blobs::ShardStore;
+use bytes::Bytes;
+use hearth_projections::{BlobIndexProjection, BlobRecord};
+use hearth_proto::v1::envelope::Event;
+use hearth_proto::v1::{BlobAccepted, Envelope};
+use prost::Message as _;
+use std::time::Duration;
+
+impl Node {
+    /// This node's shard files.
+    pub fn shards(&self) -> &ShardStore {
+        &self.inner.shards
+    }
+
+    /// Blob `hash` as this node's blob index holds it (as of its applied index).
+    pub fn blob(&self, hash: &[u8; 32]) -> Result<Option<BlobRecord>, NodeError> {
+        let key = BlobIndexProjection::blob_key(hash);
+        let value = self
+            .inner
+            .sm
+            .with_store(|s| s.get(BlobIndexProjection::NAME, &key))?
+            .map_err(|e| NodeError::Blob(format!("reading the blob index: {e}")))?;
+        Ok(value.as_deref().and_then(BlobIndexProjection::decode_blob))
+    }
+
+    /// `(k, m)` for a blob accepted now: the configured policy applied to the current voters.
+    pub fn new_blob_code(&self) -> (u32, u32) {
+        let voters = self
+            .inner
+            .raft
+            .metrics()
+            .borrow()
+            .membership_config
+            .membership()
+            .voter_ids()
+            .count();
+        self.inner.settings.erasure.choose(voters)
+    }
+
+    /// Blobs up to this many bytes travel inline.
+    pub fn inline_threshold(&self) -> usize {
+        self.inner.settings.inline_threshold
+    }
+
+    /// Commits `accepted` (this node as origin and acceptor) and waits until it is applied.
+    pub async fn accept_blob(&self, mut accepted: BlobAccepted) -> Result<Committed, ProposeError> {
+        accepted.accepted_by = Bytes::from(self.peer_id().to_bytes());
+        let env = Envelope {
+            schema_version: hearth_proto::SCHEMA_VERSION,
+            event: Some(Event::BlobAccepted(accepted)),
+            ..Envelope::default()
+        };
+        self.propose(Bytes::from(env.encode_to_vec())).await
+    }
+
+    /// Waits until this node has applied `index` (read-your-writes); false after `timeout`.
+    pub async fn wait_applied(&self, index: u64, timeout: Duration) -> bool {
+        self.inner
+            .raft
+            .wait(Some(timeout))
+            .applied_index_at_least(Some(index), "read-your-writes")
+            .await
+            .is_ok()
+    }
+}

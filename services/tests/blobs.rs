@@ -1,0 +1,360 @@
+//! Blobs over HTTP against an in-process one-node cluster with a fixed 4+3 code (real log,
+//! RocksDB, shard files and HTTP on 127.0.0.1): round trips at the sizes that matter, Range
+//! reads, lost and rotten shards, and bad input that must change nothing.
+
+use bytes::Bytes;
+use hearth_services::blobs::ErasurePolicy;
+use hearth_services::http::blobs::BlobReply;
+use hearth_services::node::api::ErrorBody;
+use hearth_services::node::{Node, NodeSettings};
+use reqwest::StatusCode;
+use std::path::Path;
+use std::time::Duration;
+
+struct Server {
+    node: Node,
+    url: String,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    _dir: tempfile::TempDir,
+}
+
+impl Server {
+    async fn start() -> Server {
+        Self::start_in(tempfile::tempdir().expect("tempdir")).await
+    }
+
+    /// Stops the node and starts it again on the same data directory.
+    async fn restart(mut self) -> Server {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        self.node.clone().shutdown().await.expect("shutdown");
+        let dir = std::mem::replace(&mut self._dir, tempfile::tempdir().expect("tempdir"));
+        drop(self);
+        Self::start_in(dir).await
+    }
+
+    async fn start_in(dir: tempfile::TempDir) -> Server {
+        let mut settings = NodeSettings::loopback(dir.path());
+        settings.erasure = ErasurePolicy::Fixed { data: 4, parity: 3 };
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let node = Node::start(settings, addr).await.expect("start");
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        while node.ready().is_err() {
+            assert!(tokio::time::Instant::now() < deadline, "never ready");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let app = hearth_services::http::router(node.clone());
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app)
+                .with_graceful_shutdown(async move {
+                    let _ = stopped.await;
+                })
+                .await;
+        });
+        Server {
+            node,
+            url: format!("http://{addr}"),
+            stop: Some(stop),
+            _dir: dir,
+        }
+    }
+
+    async fn shutdown(mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        self.node.clone().shutdown().await.expect("shutdown");
+    }
+
+    fn shard(&self, hash: &str, i: u32) -> std::path::PathBuf {
+        let h: [u8; 32] = hearth_services::hex::decode(hash)
+            .expect("hex")
+            .try_into()
+            .expect("32 bytes");
+        self.node.shards().shard_path(&h, i)
+    }
+}
+
+fn blob(n: usize, seed: u32) -> Vec<u8> {
+    (0..n as u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761).wrapping_add(seed) >> 13) as u8)
+        .collect()
+}
+
+async fn put(c: &reqwest::Client, s: &Server, data: Vec<u8>) -> (StatusCode, BlobReply) {
+    let r = c
+        .put(format!("{}/v1/blobs", s.url))
+        .body(data)
+        .send()
+        .await
+        .expect("put");
+    let status = r.status();
+    let text = r.text().await.expect("body");
+    let reply = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{status} {text}: {e}"));
+    (status, reply)
+}
+
+async fn get(
+    c: &reqwest::Client,
+    s: &Server,
+    hash: &str,
+    range: Option<&str>,
+) -> (StatusCode, Bytes) {
+    let mut req = c.get(format!("{}/v1/blobs/{hash}", s.url));
+    if let Some(r) = range {
+        req = req.header("Range", r);
+    }
+    let r = req.send().await.expect("get");
+    (r.status(), r.bytes().await.expect("body"))
+}
+
+async fn error_of(r: reqwest::Response) -> (StatusCode, String) {
+    let status = r.status();
+    let body = r.text().await.expect("body");
+    let e: ErrorBody = serde_json::from_str(&body).unwrap_or_else(|_| panic!("not JSON: {body}"));
+    (status, e.error.message)
+}
+
+fn tmp_is_empty(s: &Server) -> bool {
+    let tmp = s.node.shards().shard_path(&[0; 32], 0);
+    // DATA/shards/blobs/00/00…/0 → DATA/shards/tmp
+    let shards = tmp
+        .ancestors()
+        .nth(4)
+        .map(Path::to_path_buf)
+        .expect("shards dir");
+    std::fs::read_dir(shards.join("tmp"))
+        .expect("tmp")
+        .next()
+        .is_none()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn blobs_round_trip_at_the_sizes_that_matter() {
+    let s = Server::start().await;
+    let c = reqwest::Client::new();
+    const MIB: usize = 1 << 20;
+    let mut stored = Vec::new();
+    // 4+3 stripes are 4 × 256 KiB = 1 MiB; the inline threshold is 8 KiB.
+    for (n, size) in [
+        0,
+        1,
+        8_191,
+        8_192,
+        8_193,
+        MIB - 1,
+        MIB,
+        MIB + 1,
+        3 * MIB + 5,
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let data = blob(size, n as u32);
+        let (status, reply) = put(&c, &s, data.clone()).await;
+        assert_eq!(status, StatusCode::CREATED, "{size} bytes");
+        assert_eq!(reply.size, size as u64);
+        assert_eq!(reply.hash, blake3::hash(&data).to_hex().as_str());
+        assert_eq!(reply.tier, "accepted");
+        let sharded = size > 8_192;
+        assert_eq!(
+            (reply.k, reply.m),
+            if sharded { (4, 3) } else { (0, 0) },
+            "{size}"
+        );
+        let (st, got) = get(&c, &s, &reply.hash, None).await;
+        assert_eq!(st, StatusCode::OK);
+        assert_eq!(got.len(), size, "{size} bytes back");
+        assert!(got == data, "{size} bytes differ");
+
+        // The same bytes again: the existing record, nothing new.
+        let (again, same) = put(&c, &s, data.clone()).await;
+        assert_eq!(again, StatusCode::OK);
+        assert_eq!(same, reply);
+        stored.push((reply.hash, data));
+    }
+    assert!(tmp_is_empty(&s));
+
+    // A restart keeps everything readable.
+    let s = s.restart().await;
+    for (hash, data) in &stored {
+        let (st, got) = get(&c, &s, hash, None).await;
+        assert_eq!(st, StatusCode::OK);
+        assert!(got == data, "{} bytes after a restart", data.len());
+    }
+    s.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hundred_mib_blob_round_trips() {
+    let s = Server::start().await;
+    let c = reqwest::Client::new();
+    let data = blob(100 << 20, 7);
+    let (status, reply) = put(&c, &s, data.clone()).await;
+    assert_eq!(status, StatusCode::CREATED);
+    let (st, got) = get(&c, &s, &reply.hash, None).await;
+    assert_eq!(st, StatusCode::OK);
+    assert!(got == data, "100 MiB differ");
+    let (st, got) = get(&c, &s, &reply.hash, Some("bytes=52428700-52428899")).await;
+    assert_eq!(st, StatusCode::PARTIAL_CONTENT);
+    assert_eq!(&got[..], &data[52_428_700..52_428_900]);
+    s.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn range_reads_at_the_edges() {
+    let s = Server::start().await;
+    let c = reqwest::Client::new();
+    let size = (1 << 20) * 2 + 100;
+    let data = blob(size, 3);
+    let (_, reply) = put(&c, &s, data.clone()).await;
+    for (range, want) in [
+        ("bytes=0-0", 0..1),
+        ("bytes=0-", 0..size),
+        ("bytes=-1", size - 1..size),
+        ("bytes=1048575-1048576", 1_048_575..1_048_577), // across a stripe boundary
+        ("bytes=2097100-9999999", 2_097_100..size),
+    ] {
+        let (st, got) = get(&c, &s, &reply.hash, Some(range)).await;
+        assert_eq!(st, StatusCode::PARTIAL_CONTENT, "{range}");
+        assert!(got[..] == data[want.clone()], "{range}");
+    }
+    let r = c
+        .get(format!("{}/v1/blobs/{}", s.url, reply.hash))
+        .header("Range", format!("bytes={size}-"))
+        .send()
+        .await
+        .expect("get");
+    assert_eq!(r.status(), StatusCode::RANGE_NOT_SATISFIABLE);
+    // HEAD: the headers, no body.
+    let r = c
+        .head(format!("{}/v1/blobs/{}", s.url, reply.hash))
+        .send()
+        .await
+        .expect("head");
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(
+        r.headers()["content-length"].to_str().expect("ascii"),
+        size.to_string()
+    );
+    assert_eq!(
+        r.headers()["etag"].to_str().expect("ascii"),
+        format!("\"{}\"", reply.hash)
+    );
+    // Read-your-writes: a read carrying the PUT's index.
+    let r = c
+        .get(format!(
+            "{}/v1/blobs/{}?after={}",
+            s.url, reply.hash, reply.index
+        ))
+        .send()
+        .await
+        .expect("get");
+    assert_eq!(r.status(), StatusCode::OK);
+    s.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lost_and_rotten_shards_are_rebuilt_repaired_and_never_served() {
+    let s = Server::start().await;
+    let c = reqwest::Client::new();
+    let data = blob(3 << 20, 11);
+    let (_, reply) = put(&c, &s, data.clone()).await;
+    let shard_bytes: Vec<Vec<u8>> = (0..7)
+        .map(|i| std::fs::read(s.shard(&reply.hash, i)).expect("shard"))
+        .collect();
+
+    // Any 3 of 7 lost: the right bytes, and the shards are back.
+    for i in [0, 2, 5] {
+        std::fs::remove_file(s.shard(&reply.hash, i)).expect("rm");
+    }
+    let (st, got) = get(&c, &s, &reply.hash, None).await;
+    assert_eq!(st, StatusCode::OK);
+    assert!(got == data);
+    for i in [0, 2, 5] {
+        let back = std::fs::read(s.shard(&reply.hash, i)).expect("restored");
+        assert!(back == shard_bytes[i as usize], "shard {i} restored");
+    }
+
+    // A flipped byte: detected, never served (also through a Range read), repaired.
+    let path = s.shard(&reply.hash, 1);
+    let mut bytes = std::fs::read(&path).expect("read");
+    bytes[1_000] ^= 0x5a;
+    std::fs::write(&path, &bytes).expect("write");
+    let (st, got) = get(&c, &s, &reply.hash, Some("bytes=262000-263000")).await;
+    assert_eq!(st, StatusCode::PARTIAL_CONTENT);
+    assert!(got[..] == data[262_000..263_001]);
+    assert!(
+        std::fs::read(&path).expect("read") == shard_bytes[1],
+        "repaired"
+    );
+
+    // 4 lost: 503 naming what is missing, never wrong bytes.
+    for i in 0..4 {
+        std::fs::remove_file(s.shard(&reply.hash, i)).expect("rm");
+    }
+    let r = c
+        .get(format!("{}/v1/blobs/{}", s.url, reply.hash))
+        .send()
+        .await
+        .expect("get");
+    let (st, msg) = error_of(r).await;
+    assert_eq!(st, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(msg.contains("4 of 7 shards needed, 3 found"), "{msg}");
+    s.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_gets_a_clear_error_and_changes_nothing() {
+    let s = Server::start().await;
+    let c = reqwest::Client::new();
+    let before = s.node.info().last_index;
+
+    let r = c
+        .get(format!("{}/v1/blobs/not-a-hash", s.url))
+        .send()
+        .await
+        .expect("get");
+    assert_eq!(error_of(r).await.0, StatusCode::BAD_REQUEST);
+    let r = c
+        .get(format!("{}/v1/blobs/{}", s.url, "ab".repeat(32)))
+        .send()
+        .await
+        .expect("get");
+    assert_eq!(error_of(r).await.0, StatusCode::NOT_FOUND);
+
+    // No Content-Length (a streamed body): 411.
+    let stream = futures::stream::iter([Ok::<_, std::io::Error>(Bytes::from_static(b"abc"))]);
+    let r = c
+        .put(format!("{}/v1/blobs", s.url))
+        .body(reqwest::Body::wrap_stream(stream))
+        .send()
+        .await
+        .expect("put");
+    assert_eq!(error_of(r).await.0, StatusCode::LENGTH_REQUIRED);
+
+    // A body shorter than its Content-Length, then the client goes away: nothing committed,
+    // no temp files.
+    for announced in [5_000u64, 200_000] {
+        use tokio::io::AsyncWriteExt;
+        let addr = s.url.trim_start_matches("http://");
+        let mut tcp = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        let head = format!(
+            "PUT /v1/blobs HTTP/1.1\r\nhost: {addr}\r\ncontent-length: {announced}\r\n\r\n"
+        );
+        tcp.write_all(head.as_bytes()).await.expect("write");
+        tcp.write_all(&blob(1_000, 1)).await.expect("write");
+        tcp.shutdown().await.expect("shutdown");
+        drop(tcp);
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(s.node.info().last_index, before, "nothing committed");
+    assert!(tmp_is_empty(&s), "no temp files left");
+    assert!(s.node.ready().is_ok(), "the node keeps serving");
+    s.shutdown().await;
+}
