@@ -28,6 +28,23 @@ pub fn write_durably(path: &Path, bytes: &[u8]) -> io::Result<()> {
     File::open(dir)?.sync_all()
 }
 
+/// Bytes available to unprivileged writers on the filesystem holding `path` (`statvfs`).
+pub fn free_bytes(path: &Path) -> io::Result<u64> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(path.as_os_str().as_bytes())
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+    let mut st = std::mem::MaybeUninit::<libc::statvfs>::uninit();
+    // SAFETY: `c` is a valid NUL-terminated path and `st` is writable memory of the right type;
+    // statvfs initializes it when it returns 0.
+    let rc = unsafe { libc::statvfs(c.as_ptr(), st.as_mut_ptr()) };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: statvfs returned 0, so it filled `st`.
+    let st = unsafe { st.assume_init() };
+    Ok((st.f_bavail as u64).saturating_mul(st.f_frsize as u64))
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
@@ -38,5 +55,12 @@ mod tests {
         super::write_durably(&p, b"two").expect("write");
         assert_eq!(std::fs::read(&p).expect("read"), b"two");
         assert!(!dir.path().join("f.tmp").exists());
+    }
+
+    #[test]
+    fn free_space_is_reported_and_a_missing_path_is_an_error() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        assert!(super::free_bytes(dir.path()).expect("statvfs") > 0);
+        assert!(super::free_bytes(&dir.path().join("missing")).is_err());
     }
 }

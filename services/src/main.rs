@@ -41,6 +41,8 @@ enum Command {
     Put(cli::blob::PutArgs),
     /// Fetch a blob by hash, to stdout or -o FILE (checked against the hash).
     Get(cli::blob::GetArgs),
+    /// A blob's tier, code, shards and holders, and this node's copy of each shard.
+    Status(cli::blob::StatusArgs),
     /// Print the node's PeerId (its identity is created by the first `serve`).
     Id(IdArgs),
     /// Inspect a node's write-ahead log.
@@ -97,6 +99,7 @@ fn main() {
         Command::Cluster(ClusterCommand::Recover(args)) => cluster::recover(args, &mut out),
         Command::Put(args) => cli::blob::put(args, &mut out),
         Command::Get(args) => cli::blob::get(args, &mut out),
+        Command::Status(args) => cli::blob::status(args, &mut out),
         Command::Id(args) => cli::id::run(args, &mut out),
         Command::Log(LogCommand::Verify(args)) => cli::log_verify::run(args, &mut out),
         Command::Log(LogCommand::Dump(args)) => cli::log_dump::run(args, &mut out),

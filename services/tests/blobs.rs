@@ -4,7 +4,7 @@
 
 use bytes::Bytes;
 use hearth_services::blobs::ErasurePolicy;
-use hearth_services::http::blobs::BlobReply;
+use hearth_services::http::blobs::{BlobReply, BlobStatus};
 use hearth_services::node::api::ErrorBody;
 use hearth_services::node::{Node, NodeSettings};
 use reqwest::StatusCode;
@@ -20,7 +20,11 @@ struct Server {
 
 impl Server {
     async fn start() -> Server {
-        Self::start_in(tempfile::tempdir().expect("tempdir")).await
+        Self::start_in(tempfile::tempdir().expect("tempdir"), |_| {}).await
+    }
+
+    async fn start_with(tune: impl FnOnce(&mut NodeSettings)) -> Server {
+        Self::start_in(tempfile::tempdir().expect("tempdir"), tune).await
     }
 
     /// Stops the node and starts it again on the same data directory.
@@ -31,12 +35,13 @@ impl Server {
         self.node.clone().shutdown().await.expect("shutdown");
         let dir = std::mem::replace(&mut self._dir, tempfile::tempdir().expect("tempdir"));
         drop(self);
-        Self::start_in(dir).await
+        Self::start_in(dir, |_| {}).await
     }
 
-    async fn start_in(dir: tempfile::TempDir) -> Server {
+    async fn start_in(dir: tempfile::TempDir, tune: impl FnOnce(&mut NodeSettings)) -> Server {
         let mut settings = NodeSettings::loopback(dir.path());
         settings.erasure = ErasurePolicy::Fixed { data: 4, parity: 3 };
+        tune(&mut settings);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");
@@ -338,6 +343,14 @@ async fn bad_input_gets_a_clear_error_and_changes_nothing() {
         .expect("put");
     assert_eq!(error_of(r).await.0, StatusCode::LENGTH_REQUIRED);
 
+    // Status of an unknown blob: 404 as JSON.
+    let r = c
+        .get(format!("{}/v1/blobs/{}/status", s.url, "cd".repeat(32)))
+        .send()
+        .await
+        .expect("status");
+    assert_eq!(error_of(r).await.0, StatusCode::NOT_FOUND);
+
     // A body shorter than its Content-Length, then the client goes away: nothing committed,
     // no temp files.
     for announced in [5_000u64, 200_000] {
@@ -356,5 +369,84 @@ async fn bad_input_gets_a_clear_error_and_changes_nothing() {
     assert_eq!(s.node.info().last_index, before, "nothing committed");
     assert!(tmp_is_empty(&s), "no temp files left");
     assert!(s.node.ready().is_ok(), "the node keeps serving");
+    s.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_reports_holders_and_the_local_copy_of_every_shard() {
+    let s = Server::start().await;
+    let c = reqwest::Client::new();
+    let data = blob(300_000, 5);
+    let (_, reply) = put(&c, &s, data).await;
+    let status = |s: &Server| {
+        let url = format!("{}/v1/blobs/{}/status", s.url, reply.hash);
+        let c = c.clone();
+        async move {
+            let r = c.get(url).send().await.expect("status");
+            assert_eq!(r.status(), StatusCode::OK);
+            r.json::<BlobStatus>().await.expect("json")
+        }
+    };
+    let st = status(&s).await;
+    assert_eq!((st.k, st.m, st.size, st.inline), (4, 3, 300_000, false));
+    assert_eq!(st.tier, "accepted");
+    assert_eq!(st.accepted_index, reply.index);
+    assert_eq!(st.shards.len(), 7);
+    let me = s.node.peer_id().to_string();
+    for sh in &st.shards {
+        assert_eq!(sh.local, "intact");
+        assert_eq!(sh.holders.len(), 1, "{sh:?}");
+        assert_eq!(sh.holders[0].peer_id, me);
+    }
+    std::fs::remove_file(s.shard(&reply.hash, 2)).expect("rm");
+    let path = s.shard(&reply.hash, 6);
+    let mut bytes = std::fs::read(&path).expect("read");
+    bytes[0] ^= 1;
+    std::fs::write(&path, bytes).expect("write");
+    let st = status(&s).await;
+    assert_eq!(st.shards[2].local, "missing");
+    assert_eq!(st.shards[6].local, "corrupt");
+    assert_eq!(st.shards[0].local, "intact");
+
+    let (_, small) = put(&c, &s, b"tiny".to_vec()).await;
+    let r = c
+        .get(format!("{}/v1/blobs/{}/status", s.url, small.hash))
+        .send()
+        .await
+        .expect("status");
+    let st: BlobStatus = r.json().await.expect("json");
+    assert!(st.inline && st.shards.is_empty());
+    s.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn too_large_and_disk_reserve_are_refused_before_anything_is_written() {
+    let s = Server::start_with(|st| {
+        st.max_blob_bytes = 1_000_000;
+        st.disk_reserve = u64::MAX / 2; // nothing is ever free above this reserve
+    })
+    .await;
+    let c = reqwest::Client::new();
+    let before = s.node.info().last_index;
+    let r = c
+        .put(format!("{}/v1/blobs", s.url))
+        .body(blob(1_000_001, 1))
+        .send()
+        .await
+        .expect("put");
+    let (st, msg) = error_of(r).await;
+    assert_eq!(st, StatusCode::PAYLOAD_TOO_LARGE);
+    assert!(msg.contains("at most 1000000 bytes"), "{msg}");
+    let r = c
+        .put(format!("{}/v1/blobs", s.url))
+        .body(blob(100_000, 1))
+        .send()
+        .await
+        .expect("put");
+    let (st, msg) = error_of(r).await;
+    assert_eq!(st, StatusCode::INSUFFICIENT_STORAGE);
+    assert!(msg.contains("disk reserve"), "{msg}");
+    assert_eq!(s.node.info().last_index, before, "nothing committed");
+    assert!(tmp_is_empty(&s));
     s.shutdown().await;
 }

@@ -68,6 +68,27 @@ fn put_and_get_a_file_through_a_running_node() {
     );
     assert!(std::fs::read(&out).unwrap() == data);
 
+    let status = hearth()
+        .args(["status", &hash, "--server", &url])
+        .output()
+        .unwrap();
+    assert!(
+        status.status.success(),
+        "{}",
+        String::from_utf8_lossy(&status.stderr)
+    );
+    let text = String::from_utf8_lossy(&status.stdout);
+    assert!(
+        text.contains("code     2+1") && text.contains("intact"),
+        "{text}"
+    );
+    let json = hearth()
+        .args(["status", &hash, "--json", "--server", &url])
+        .output()
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!(v["shards"].as_array().map(Vec::len), Some(3));
+
     // Bad input: one readable line, exit 1, no output file.
     let missing = dir.path().join("missing.bin");
     let missing_s = missing.to_str().unwrap();

@@ -1,4 +1,5 @@
-//! `hearth put FILE` and `hearth get HASH [-o FILE]`: blobs through a running member's HTTP API.
+//! `hearth put FILE`, `hearth get HASH [-o FILE]` and `hearth status HASH [--json]`: blobs
+//! through a running member's HTTP API.
 //!
 //! `put` streams the file with its length, shows a progress bar on a terminal for files over
 //! 4 MiB, and prints the tier, code and log index, then the hash as the last line of stdout.
@@ -7,7 +8,7 @@
 
 use super::cluster::ServerArgs;
 use crate::hex;
-use crate::http::blobs::BlobReply;
+use crate::http::blobs::{BlobReply, BlobStatus};
 use crate::node::api::ErrorBody;
 use anyhow::{bail, Context as _};
 use bytes::Bytes;
@@ -39,6 +40,18 @@ pub struct GetArgs {
     /// Write the blob to this file instead of stdout.
     #[arg(short = 'o', long)]
     output: Option<PathBuf>,
+    #[command(flatten)]
+    server: ServerArgs,
+}
+
+/// Arguments of `hearth status`.
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// The blob's hash (64 hex characters).
+    hash: String,
+    /// Print the status as JSON.
+    #[arg(long)]
+    json: bool,
     #[command(flatten)]
     server: ServerArgs,
 }
@@ -189,6 +202,71 @@ pub fn get(args: &GetArgs, out: &mut dyn Write) -> anyhow::Result<()> {
         }
         (_, _, r) => r,
     }
+}
+
+/// `hearth status HASH`.
+pub fn status(args: &StatusArgs, out: &mut dyn Write) -> anyhow::Result<()> {
+    hex::decode(&args.hash)
+        .filter(|h| h.len() == 32)
+        .with_context(|| format!("{:?} is not a blob hash (64 hex characters)", args.hash))?;
+    let url = format!(
+        "{}/v1/blobs/{}/status",
+        args.server.server.trim_end_matches('/'),
+        args.hash.to_ascii_lowercase()
+    );
+    let st: BlobStatus = runtime()?.block_on(async {
+        let resp = reqwest::Client::new()
+            .get(&url)
+            .send()
+            .await
+            .with_context(|| format!("GET {url}"))?;
+        if !resp.status().is_success() {
+            return Err(failure(resp, "status").await);
+        }
+        resp.json::<BlobStatus>()
+            .await
+            .context("status: unreadable answer")
+    })?;
+    if args.json {
+        serde_json::to_writer_pretty(&mut *out, &st)?;
+        writeln!(out)?;
+        return Ok(());
+    }
+    writeln!(out, "blob     {}", st.hash)?;
+    writeln!(out, "size     {} bytes", st.size)?;
+    writeln!(
+        out,
+        "tier     {} (log index {})",
+        st.tier, st.accepted_index
+    )?;
+    if st.inline {
+        writeln!(out, "stored   inline in the log")?;
+        return Ok(());
+    }
+    writeln!(
+        out,
+        "code     {}+{}, stripes of {} bytes",
+        st.k, st.m, st.stripe_size
+    )?;
+    writeln!(out, "{:>5} {:<9} holders", "shard", "local")?;
+    for sh in &st.shards {
+        let holders: Vec<String> = sh
+            .holders
+            .iter()
+            .map(|h| {
+                let mark = if h.confirmed { "" } else { " (unconfirmed)" };
+                format!("{}{mark}", h.peer_id)
+            })
+            .collect();
+        writeln!(
+            out,
+            "{:>5} {:<9} {}",
+            sh.index,
+            sh.local,
+            holders.join(", ")
+        )?;
+    }
+    Ok(())
 }
 
 fn part_path(p: &Path) -> PathBuf {

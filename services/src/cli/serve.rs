@@ -60,6 +60,13 @@ pub struct ServeArgs {
     /// [default: 8192].
     #[arg(long, env = "HEARTH_INLINE_THRESHOLD")]
     pub inline_threshold: Option<usize>,
+    /// The largest blob accepted, in bytes [default: 1 TiB].
+    #[arg(long, env = "HEARTH_MAX_BLOB_BYTES")]
+    pub max_blob_bytes: Option<u64>,
+    /// Disk space kept free for the log, in bytes: blob writes that would use it get 507
+    /// [default: 268435456 (256 MiB)].
+    #[arg(long, env = "HEARTH_DISK_RESERVE")]
+    pub disk_reserve: Option<u64>,
     /// A TOML file with any of the settings above (flags and environment variables win).
     #[arg(long, env = "HEARTH_CONFIG")]
     pub config: Option<PathBuf>,
@@ -81,6 +88,8 @@ struct FileConfig {
     max_inflight_bytes: Option<usize>,
     erasure: Option<String>,
     inline_threshold: Option<usize>,
+    max_blob_bytes: Option<u64>,
+    disk_reserve: Option<u64>,
 }
 
 fn load_file(path: &Path) -> anyhow::Result<FileConfig> {
@@ -134,6 +143,12 @@ impl ServeArgs {
         }
         if let Some(n) = self.inline_threshold.or(file.inline_threshold) {
             s.inline_threshold = n;
+        }
+        if let Some(n) = self.max_blob_bytes.or(file.max_blob_bytes) {
+            s.max_blob_bytes = n;
+        }
+        if let Some(n) = self.disk_reserve.or(file.disk_reserve) {
+            s.disk_reserve = n;
         }
         s.validate().map_err(anyhow::Error::msg)?;
         Ok(s)

@@ -5,6 +5,7 @@
 //! | `PUT /v1/blobs` | streamed body with `Content-Length` → 201 [`BlobReply`] once `BlobAccepted` is committed (200 with the existing record when the bytes are already stored) |
 //! | `GET /v1/blobs/{hash}` | the blob, every byte verified before it is sent; `Range: bytes=…` → 206; `?after=INDEX` or `Hearth-After: INDEX` waits until this node applied INDEX |
 //! | `HEAD /v1/blobs/{hash}` | the same headers, no body |
+//! | `GET /v1/blobs/{hash}/status` | [`BlobStatus`]: tier, code, every shard's holders, and whether this node's copy of each shard is present and intact |
 //!
 //! Blobs up to the inline threshold travel inside the committed event; larger ones are
 //! erasure-coded into shard files first (see [`crate::blobs`]) and only their manifest is
@@ -115,6 +116,16 @@ pub(super) async fn put_blob(
             "a blob upload needs a Content-Length header",
         )
     })?;
+    if size > node.max_blob_bytes() {
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too_large",
+            format!(
+                "a blob may have at most {} bytes; this one has {size}",
+                node.max_blob_bytes()
+            ),
+        ));
+    }
     let content_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -149,6 +160,20 @@ pub(super) async fn put_blob(
     } else {
         let (k, m) = node.new_blob_code();
         let layout = Layout::for_size(size, k, m).map_err(internal)?;
+        let needed = layout
+            .shard_size()
+            .saturating_mul(u64::from(layout.shard_count()));
+        let room = node.blob_room().map_err(internal)?;
+        if needed > room {
+            return Err(ApiError::new(
+                StatusCode::INSUFFICIENT_STORAGE,
+                "insufficient_storage",
+                format!(
+                    "storing this blob takes {needed} bytes of shards and only {room} are free \
+                     above the disk reserve kept for the log; delete blobs or add space"
+                ),
+            ));
+        }
         let writer = node.shards().writer(layout).map_err(internal)?;
         let written = write_shards(writer, &mut stream).await?;
         if let Some(existing) = node.blob(&written.hash).map_err(internal)? {
@@ -479,4 +504,121 @@ mod tests {
         assert_eq!(parse_range("items=0-1", 10), None);
         assert_eq!(parse_range("bytes=0-0", 0), None);
     }
+}
+
+/// `GET /v1/blobs/{hash}/status`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct BlobStatus {
+    /// blake3 of the blob (hex).
+    pub hash: String,
+    /// Size in bytes.
+    pub size: u64,
+    /// Data shards (0 for an inline blob).
+    pub k: u32,
+    /// Parity shards.
+    pub m: u32,
+    /// Bytes of blob data per stripe (0 for an inline blob).
+    pub stripe_size: u64,
+    /// Whether the bytes travel inside the log (small blobs).
+    pub inline: bool,
+    /// Acknowledgement tier reached: `accepted`.
+    pub tier: String,
+    /// The log index that accepted it.
+    pub accepted_index: u64,
+    /// Log time of the acceptance, Unix ms.
+    pub accepted_log_time_ms: u64,
+    /// Media type given at upload (may be empty).
+    pub content_type: String,
+    /// Every shard, in order (empty for an inline blob).
+    pub shards: Vec<ShardStatus>,
+}
+
+/// One shard in a [`BlobStatus`].
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ShardStatus {
+    /// Shard index (data shards first).
+    pub index: u32,
+    /// Its blake3 (hex).
+    pub hash: String,
+    /// Who was assigned it.
+    pub holders: Vec<HolderStatus>,
+    /// This node's copy: `intact`, `corrupt` (its blake3 differs) or `missing`.
+    pub local: String,
+}
+
+/// One holder in a [`ShardStatus`].
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct HolderStatus {
+    /// The holder's PeerId.
+    pub peer_id: String,
+    /// Placement epoch.
+    pub epoch: u64,
+    /// Whether the holder confirmed storing it.
+    pub confirmed: bool,
+}
+
+pub(super) async fn blob_status(
+    State(node): State<Node>,
+    Path(hash): Path<String>,
+) -> Result<Json<BlobStatus>, ApiError> {
+    let hash = parse_hash(&hash)?;
+    let record = node
+        .blob(&hash)
+        .map_err(internal)?
+        .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such blob"))?;
+    let holders = node.blob_holders(&hash).map_err(internal)?;
+    let store = node.shards().clone();
+    let expected = record.shard_hashes.clone();
+    // Hashing local shard files reads them whole: off the async threads.
+    let local = tokio::task::spawn_blocking(move || {
+        expected
+            .iter()
+            .zip(0u32..)
+            .map(
+                |(want, i)| match std::fs::read(store.shard_path(&hash, i)) {
+                    Ok(bytes) if blake3::hash(&bytes).as_bytes()[..] == want[..] => "intact",
+                    Ok(_) => "corrupt",
+                    Err(_) => "missing",
+                },
+            )
+            .map(String::from)
+            .collect::<Vec<_>>()
+    })
+    .await
+    .map_err(internal)?;
+    let shards = record
+        .shard_hashes
+        .iter()
+        .zip(local)
+        .zip(0u32..)
+        .map(|((h, local), index)| ShardStatus {
+            index,
+            hash: hex::encode(h),
+            holders: holders
+                .iter()
+                .filter(|(s, _, _)| *s == index)
+                .map(|(_, holder, r)| HolderStatus {
+                    peer_id: libp2p::PeerId::from_bytes(holder)
+                        .map(|p| p.to_string())
+                        .unwrap_or_else(|_| hex::encode(holder)),
+                    epoch: r.placement_epoch,
+                    confirmed: r.confirmed,
+                })
+                .collect(),
+            local,
+        })
+        .collect();
+    Ok(Json(BlobStatus {
+        hash: hex::encode(&hash),
+        size: record.size,
+        k: record.data_shards,
+        m: record.parity_shards,
+        stripe_size: record.stripe_size,
+        inline: record.inline_data.is_some(),
+        tier: "accepted".into(),
+        accepted_index: record.accepted_index,
+        accepted_log_time_ms: record.accepted_log_time_ms,
+        content_type: record.content_type,
+        shards,
+    }))
 }

@@ -6,7 +6,7 @@ use super::batcher::Committed;
 use super::{Node, NodeError, ProposeError};
 use crate::blobs::ShardStore;
 use bytes::Bytes;
-use hearth_projections::{BlobIndexProjection, BlobRecord};
+use hearth_projections::{BlobIndexProjection, BlobRecord, HolderRecord};
 use hearth_proto::v1::envelope::Event;
 use hearth_proto::v1::{BlobAccepted, Envelope};
 use prost::Message as _;
@@ -27,6 +27,40 @@ impl Node {
             .with_store(|s| s.get(BlobIndexProjection::NAME, &key))?
             .map_err(|e| NodeError::Blob(format!("reading the blob index: {e}")))?;
         Ok(value.as_deref().and_then(BlobIndexProjection::decode_blob))
+    }
+
+    /// Every placement of blob `hash`'s shards: (shard index, holder PeerId bytes, record), in
+    /// shard order.
+    pub fn blob_holders(
+        &self,
+        hash: &[u8; 32],
+    ) -> Result<Vec<(u32, Vec<u8>, HolderRecord)>, NodeError> {
+        let prefix = BlobIndexProjection::holders_prefix(hash);
+        let rows = self
+            .inner
+            .sm
+            .with_store(|s| s.scan_prefix(BlobIndexProjection::NAME, &prefix))?
+            .map_err(|e| NodeError::Blob(format!("reading the blob index: {e}")))?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|(k, v)| {
+                let (shard, holder) = BlobIndexProjection::parse_holder_key(&k)?;
+                Some((shard, holder, BlobIndexProjection::decode_holder(&v)?))
+            })
+            .collect())
+    }
+
+    /// Bytes a new blob of `size` bytes may still take on this node's disk: free space minus
+    /// the reserve kept for the log (so deletes can still commit when data fills the disk).
+    pub fn blob_room(&self) -> Result<u64, NodeError> {
+        let free = crate::fsutil::free_bytes(&self.inner.settings.data_dir)
+            .map_err(|e| NodeError::io(&self.inner.settings.data_dir, e))?;
+        Ok(free.saturating_sub(self.inner.settings.disk_reserve))
+    }
+
+    /// The largest blob this node accepts.
+    pub fn max_blob_bytes(&self) -> u64 {
+        self.inner.settings.max_blob_bytes
     }
 
     /// `(k, m)` for a blob accepted now: the configured policy applied to the current voters.

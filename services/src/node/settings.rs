@@ -55,6 +55,10 @@ pub struct NodeSettings {
     pub erasure: ErasurePolicy,
     /// Blobs up to this many bytes are carried inside their `BlobAccepted` event.
     pub inline_threshold: usize,
+    /// The largest blob accepted (413 beyond).
+    pub max_blob_bytes: u64,
+    /// Disk space kept free for the log: a blob write that would eat into it gets 507.
+    pub disk_reserve: u64,
     /// How the leader groups writes into raft entries (group commit).
     pub batch: BatchLimits,
     /// Raft heartbeat interval.
@@ -80,6 +84,8 @@ impl NodeSettings {
             batch: BatchLimits::default(),
             erasure: ErasurePolicy::Auto,
             inline_threshold: DEFAULT_INLINE_THRESHOLD,
+            max_blob_bytes: 1 << 40,
+            disk_reserve: 256 << 20,
             heartbeat: Duration::from_millis(100),
             election_timeout: (Duration::from_millis(500), Duration::from_millis(1000)),
         }
