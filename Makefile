@@ -4,7 +4,7 @@
 CARGO ?= cargo
 DATA_DIR ?= ./hearth-data
 
-.PHONY: run test check prereqs build release bench-log bench-cluster clean-data
+.PHONY: run test check prereqs build release bench-log bench-cluster bench-blobs clean-data
 
 prereqs:
 	@.ci/prereqs
@@ -37,6 +37,11 @@ bench-log: release
 bench-cluster: release
 	mkdir -p ./bench-data
 	$(CARGO) run --release --locked -- bench cluster --dir ./bench-data
+
+## The blob benchmark: a 4+3 node over HTTP on loopback, data under ./bench-data (release build).
+bench-blobs: release
+	mkdir -p ./bench-data
+	$(CARGO) run --release --locked -- bench blobs --dir ./bench-data
 
 clean-data:
 	rm -rf $(DATA_DIR)

@@ -77,6 +77,8 @@ enum BenchCommand {
     Log(BenchLogArgs),
     /// Committed events/s and commit latency of an N-node cluster on loopback, vs one node.
     Cluster(hearth_services::bench::cluster_bench::BenchClusterArgs),
+    /// PUT and GET throughput and latency of a 4+3 node over HTTP, healthy and degraded.
+    Blobs(hearth_services::bench::blobs_bench::BenchBlobsArgs),
 }
 
 fn main() {
@@ -106,6 +108,9 @@ fn main() {
         Command::Bench(BenchCommand::Log(args)) => hearth_services::bench::run_log(args, &mut out),
         Command::Bench(BenchCommand::Cluster(args)) => {
             hearth_services::bench::cluster_bench::run_cluster(args, &mut out)
+        }
+        Command::Bench(BenchCommand::Blobs(args)) => {
+            hearth_services::bench::blobs_bench::run_blobs(args, &mut out)
         }
     };
     let result = result.and_then(|()| out.flush().map_err(Into::into));

@@ -125,6 +125,18 @@ async fn error_of(r: reqwest::Response) -> (StatusCode, String) {
     (status, e.error.message)
 }
 
+/// Waits (at most 20 s) until `check` holds.
+async fn eventually(what: &str, check: impl Fn() -> bool) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while !check() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{what}: not within 20 s"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 fn tmp_is_empty(s: &Server) -> bool {
     let tmp = s.node.shards().shard_path(&[0; 32], 0);
     // DATA/shards/blobs/00/00…/0 → DATA/shards/tmp
@@ -281,9 +293,13 @@ async fn lost_and_rotten_shards_are_rebuilt_repaired_and_never_served() {
     let (st, got) = get(&c, &s, &reply.hash, None).await;
     assert_eq!(st, StatusCode::OK);
     assert!(got == data);
+    // Repairs are written in the background, right after the read.
     for i in [0, 2, 5] {
-        let back = std::fs::read(s.shard(&reply.hash, i)).expect("restored");
-        assert!(back == shard_bytes[i as usize], "shard {i} restored");
+        let path = s.shard(&reply.hash, i);
+        eventually(&format!("shard {i} restored"), || {
+            std::fs::read(&path).is_ok_and(|b| b == shard_bytes[i as usize])
+        })
+        .await;
     }
 
     // A flipped byte: detected, never served (also through a Range read), repaired.
@@ -294,10 +310,10 @@ async fn lost_and_rotten_shards_are_rebuilt_repaired_and_never_served() {
     let (st, got) = get(&c, &s, &reply.hash, Some("bytes=262000-263000")).await;
     assert_eq!(st, StatusCode::PARTIAL_CONTENT);
     assert!(got[..] == data[262_000..263_001]);
-    assert!(
-        std::fs::read(&path).expect("read") == shard_bytes[1],
-        "repaired"
-    );
+    eventually("the flipped shard repaired", || {
+        std::fs::read(&path).is_ok_and(|b| b == shard_bytes[1])
+    })
+    .await;
 
     // 4 lost: 503 naming what is missing, never wrong bytes.
     for i in 0..4 {

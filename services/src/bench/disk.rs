@@ -117,6 +117,41 @@ fn overwrite_test(path: &Path) -> anyhow::Result<DiskResult> {
     .with_context(|| format!("overwrite + fdatasync {}", path.display()))
 }
 
+/// Bandwidth of 1 MiB writes extending a fresh file, each followed by `fdatasync`, in MB/s
+/// (10^6 bytes): the ceiling for writing shard files. Runs about a second (at most 256 MiB) in
+/// a scratch directory inside `dir`.
+pub fn write_bandwidth(dir: &Path) -> anyhow::Result<f64> {
+    let scratch = tempfile::Builder::new()
+        .prefix("hearth-bench-")
+        .tempdir_in(dir)
+        .with_context(|| format!("create a scratch directory in {}", dir.display()))?;
+    let path = scratch.path().join("bandwidth.dat");
+    let mut file = OpenOptions::new()
+        .create_new(true)
+        .write(true)
+        .open(&path)
+        .with_context(|| format!("create {}", path.display()))?;
+    let chunk: Vec<u8> = (0..1usize << 20).map(|i| (i % 253) as u8).collect();
+    let start = Instant::now();
+    let mut written = 0u64;
+    while written < 256 << 20 && start.elapsed() < MAX_TIME {
+        file.write_all(&chunk)
+            .and_then(|()| file.sync_data())
+            .with_context(|| format!("write + fdatasync {}", path.display()))?;
+        written += chunk.len() as u64;
+    }
+    let secs = start.elapsed().as_secs_f64();
+    drop(file);
+    scratch
+        .close()
+        .with_context(|| format!("remove scratch directory in {}", dir.display()))?;
+    Ok(if secs > 0.0 {
+        written as f64 / secs / 1e6
+    } else {
+        0.0
+    })
+}
+
 /// Run `op(i)` until [`MAX_OPS`] or [`MAX_TIME`], timing each call.
 fn timed_loop(mut op: impl FnMut(u64) -> std::io::Result<()>) -> std::io::Result<DiskResult> {
     let mut hist = super::report::new_histogram();
@@ -149,5 +184,12 @@ mod tests {
         assert!(b.p50_us <= b.p99_us);
         let left = std::fs::read_dir(dir.path()).expect("read_dir").count();
         assert_eq!(left, 0, "scratch directory must be removed");
+    }
+
+    #[test]
+    fn write_bandwidth_measures_and_cleans_up() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        assert!(write_bandwidth(dir.path()).expect("bandwidth") > 0.0);
+        assert_eq!(std::fs::read_dir(dir.path()).expect("read_dir").count(), 0);
     }
 }

@@ -5,6 +5,7 @@
 //! sweeps closed-loop client counts over a fresh log each ([`log_bench`]), replays the largest
 //! run ([`replay`]) and prints a table or one JSON object ([`report`]).
 
+pub mod blobs_bench;
 pub mod cluster_bench;
 pub mod disk;
 pub mod log_bench;

@@ -11,8 +11,9 @@
 //!   them, checked against the stripe's blake3 hash before anything is returned;
 //! * [`shard_store`]: the node's shard files — a streaming writer that encodes, hashes and
 //!   durably publishes a blob's shards, chunk reads and repairs;
-//! * [`reader`]: verified byte ranges of a blob, rebuilding and repairing missing or rotten
-//!   chunks on the way.
+//! * [`reader`]: verified byte ranges of a blob, rebuilding missing or rotten chunks on the way;
+//! * [`repairer`]: putting those shards right in the background (whole missing files rebuilt,
+//!   rotten chunks rewritten).
 //!
 //! What it is **not** (yet): the HTTP routes and the committed events;
 //! the blob index projection lives in `hearth-projections` (`BlobIndexProjection`).
@@ -20,11 +21,13 @@
 pub mod layout;
 pub mod policy;
 pub mod reader;
+pub mod repairer;
 pub mod shard_store;
 pub mod stripe;
 
 pub use layout::{Layout, LayoutError};
 pub use policy::{ErasurePolicy, PolicyError};
-pub use reader::{read_range, Manifest, ReadReport};
+pub use reader::{apply_repairs, read_range, Manifest, ReadReport, Repair};
+pub use repairer::{rebuild_shards, Repairer};
 pub use shard_store::{ShardError, ShardStore, ShardWriter, Written};
 pub use stripe::{StripeCodec, StripeError};

@@ -4,7 +4,8 @@
 //! after checking the stripe's blake3), and when one is missing or the hash does not match,
 //! read the parity chunks too
 //! and let [`StripeCodec::decode`] rebuild from any `k` that verify. Every chunk found missing
-//! or rotten is rewritten in place ([`ShardStore::repair_chunk`]), so the next read is healthy.
+//! or rotten is reported with its correct bytes; [`apply_repairs`] rewrites them in place (each
+//! repaired file fsynced once), off the read's path, so the next read is healthy.
 //! Only verified bytes are returned; with fewer than `k` usable chunks the answer is
 //! [`StripeError::TooFewChunks`] or [`StripeError::NoVerifiedChoice`] ("unavailable: k of n
 //! shards needed, j found"), never wrong bytes.
@@ -26,11 +27,50 @@ pub struct Manifest {
     pub stripe_hashes: Vec<[u8; 32]>,
 }
 
-/// What a read did besides returning bytes.
+/// A chunk a read found missing or rotten, with its correct bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Repair {
+    /// Shard index.
+    pub shard: u32,
+    /// Stripe index.
+    pub stripe: u64,
+    /// Where the chunk starts in the shard file.
+    pub offset: u64,
+    /// The chunk's correct bytes.
+    pub bytes: Vec<u8>,
+}
+
+/// What a read found besides the bytes it returns.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ReadReport {
-    /// Chunks rewritten because they were missing or rotten: (shard index, stripe index).
-    pub repaired: Vec<(u32, u64)>,
+    /// Chunks that were missing or rotten, to be rewritten with [`apply_repairs`].
+    pub repairs: Vec<Repair>,
+}
+
+impl ReadReport {
+    /// (shard, stripe) of every chunk to repair.
+    pub fn repaired(&self) -> Vec<(u32, u64)> {
+        self.repairs.iter().map(|r| (r.shard, r.stripe)).collect()
+    }
+}
+
+/// Rewrites the chunks a read found missing or rotten, then fsyncs each repaired shard file
+/// once.
+pub fn apply_repairs(
+    store: &ShardStore,
+    manifest: &Manifest,
+    repairs: &[Repair],
+) -> Result<(), ShardError> {
+    let shard_size = manifest.layout.shard_size();
+    let mut touched = std::collections::BTreeSet::new();
+    for r in repairs {
+        store.repair_chunk(&manifest.hash, r.shard, shard_size, r.offset, &r.bytes)?;
+        touched.insert(r.shard);
+    }
+    for i in touched {
+        store.sync_shard(&manifest.hash, i)?;
+    }
+    Ok(())
 }
 
 /// Verified bytes `range` (clamped to the blob) of `manifest`'s blob from `store`.
@@ -63,7 +103,10 @@ pub fn read_range(
         let stripe_len = (stripe.end - stripe.start) as usize;
         let mut data = Vec::new();
         if chunks.iter().all(Option::is_some) {
-            data = chunks.iter().flatten().flatten().copied().collect();
+            data.reserve(stripe_len);
+            for c in chunks.iter().flatten() {
+                data.extend_from_slice(c);
+            }
             data.truncate(stripe_len);
         }
         let healthy = data.len() == stripe_len && blake3::hash(&data).as_bytes() == hash;
@@ -71,11 +114,14 @@ pub fn read_range(
             for i in l.data_shards()..l.shard_count() {
                 chunks.push(read(i)?);
             }
-            let decoded = codec.decode(&chunks, stripe_len, hash)?;
-            for (i, bytes) in &decoded.repaired {
-                let i = *i as u32;
-                store.repair_chunk(&manifest.hash, i, l.shard_size(), offset, bytes)?;
-                report.repaired.push((i, s));
+            let decoded = codec.decode_owned(chunks, stripe_len, hash)?;
+            for (i, bytes) in decoded.repaired {
+                report.repairs.push(Repair {
+                    shard: i as u32,
+                    stripe: s,
+                    offset,
+                    bytes,
+                });
             }
             data = decoded.data;
         }
@@ -135,7 +181,7 @@ mod tests {
             let (got, report) = read_range(&store, &m, a..b).expect("read");
             let (a, b) = (a.min(10_000) as usize, b.min(10_000) as usize);
             assert_eq!(got, &data[a..b.max(a)], "{a}..{b}");
-            assert!(report.repaired.is_empty());
+            assert!(report.repairs.is_empty());
         }
     }
 
@@ -150,9 +196,10 @@ mod tests {
         }
         let (got, report) = read_range(&store, &m, 0..10_000).expect("read");
         assert_eq!(got, data);
-        assert!(report.repaired.iter().any(|(i, _)| *i == 1));
+        assert!(report.repaired().iter().any(|(i, _)| *i == 1));
+        apply_repairs(&store, &m, &report.repairs).expect("repair");
         let (_, again) = read_range(&store, &m, 0..10_000).expect("read");
-        assert!(again.repaired.is_empty(), "data shards repaired: {again:?}");
+        assert!(again.repairs.is_empty(), "data shards repaired: {again:?}");
         let bytes = fs::read(store.shard_path(&w.hash, 1)).expect("shard");
         assert_eq!(*blake3::hash(&bytes).as_bytes(), w.shard_hashes[1]);
 
@@ -164,7 +211,10 @@ mod tests {
         f.write_all_at(&[0xAA], 260).expect("flip");
         let (got, report) = read_range(&store, &m, 1_500..1_600).expect("read");
         assert_eq!(got, &data[1_500..1_600]);
-        assert_eq!(report.repaired, [(2, 1)]);
+        assert_eq!(report.repaired(), [(2, 1)]);
+        apply_repairs(&store, &m, &report.repairs).expect("repair");
+        let (_, again) = read_range(&store, &m, 1_500..1_600).expect("read");
+        assert!(again.repairs.is_empty());
 
         // Four data shards gone and parity too thin: unavailable, never wrong bytes.
         for i in 0..4 {

@@ -179,7 +179,8 @@ impl ShardStore {
     }
 
     /// Rewrites `bytes` at `offset` of shard `index` (a repaired chunk), creating the file with
-    /// `shard_size` bytes when it is missing; durable on return.
+    /// `shard_size` bytes when it is missing. Not durable until [`Self::sync_shard`]: a repair
+    /// lost in a crash leaves the chunk as bad as it was, and the next read repairs it again.
     pub fn repair_chunk(
         &self,
         hash: &[u8; 32],
@@ -189,7 +190,6 @@ impl ShardStore {
         bytes: &[u8],
     ) -> Result<(), ShardError> {
         let path = self.shard_path(hash, index);
-        let existed = path.exists();
         let f = OpenOptions::new()
             .write(true)
             .create(true)
@@ -201,11 +201,16 @@ impl ShardStore {
         }
         f.write_all_at(bytes, offset)
             .map_err(io_err("write", &path))?;
-        f.sync_data().map_err(io_err("fsync", &path))?;
-        if !existed {
-            sync_dir(&self.blob_dir(hash))?;
-        }
         Ok(())
+    }
+
+    /// Makes shard `index`'s file (and its directory entry) durable after repairs.
+    pub fn sync_shard(&self, hash: &[u8; 32], index: u32) -> Result<(), ShardError> {
+        let path = self.shard_path(hash, index);
+        File::open(&path)
+            .and_then(|f| f.sync_data())
+            .map_err(io_err("fsync", &path))?;
+        sync_dir(&self.blob_dir(hash))
     }
 
     /// Removes blob `hash`'s shard files (a missing blob is not an error); durable on return.
@@ -496,6 +501,7 @@ mod tests {
         store2
             .repair_chunk(&w.hash, 1, layout.shard_size(), 0, &good[1])
             .expect("repair");
+        store2.sync_shard(&w.hash, 1).expect("sync");
         let bytes = fs::read(store2.shard_path(&w.hash, 1)).expect("read");
         assert_eq!(*blake3::hash(&bytes).as_bytes(), w.shard_hashes[1]);
     }

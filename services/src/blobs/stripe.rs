@@ -126,6 +126,16 @@ impl StripeCodec {
         len: usize,
         hash: &[u8; 32],
     ) -> Result<Decoded, StripeError> {
+        self.decode_owned(chunks.to_vec(), len, hash)
+    }
+
+    /// [`Self::decode`] taking the chunks by value (no copy on the common path).
+    pub fn decode_owned(
+        &self,
+        chunks: Vec<Option<Vec<u8>>>,
+        len: usize,
+        hash: &[u8; 32],
+    ) -> Result<Decoded, StripeError> {
         let chunk = len.div_ceil(self.k);
         if chunks.len() != self.total() {
             return Err(StripeError::Shape(format!(
@@ -155,7 +165,7 @@ impl StripeCodec {
         }
         if len == 0 {
             return match blake3::hash(&[]).as_bytes() == hash {
-                true => self.finish(Vec::new(), chunks),
+                true => self.finish(Vec::new(), &chunks),
                 false => Err(StripeError::NoVerifiedChoice {
                     needed: self.k,
                     found: present.len(),
@@ -166,15 +176,33 @@ impl StripeCodec {
         if chunks[..self.k].iter().all(Option::is_some) {
             let data = join(chunks[..self.k].iter().flatten(), len);
             if blake3::hash(&data).as_bytes() == hash {
-                return self.finish(data, chunks);
+                return self.finish(data, &chunks);
             }
         }
+        // The usual degraded case (chunks missing, none rotten): one reconstruction of every
+        // missing chunk from the present ones, checked by the stripe hash.
+        if let (Some(rs), false) = (&self.rs, chunks[..self.k].iter().all(Option::is_some)) {
+            let mut slots = chunks.clone();
+            if rs.reconstruct(&mut slots).is_ok() {
+                let data = join(slots[..self.k].iter().flatten(), len);
+                if blake3::hash(&data).as_bytes() == hash {
+                    let repaired = slots
+                        .into_iter()
+                        .enumerate()
+                        .filter(|(i, _)| chunks[*i].is_none())
+                        .filter_map(|(i, c)| c.map(|c| (i, c)))
+                        .collect();
+                    return Ok(Decoded { data, repaired });
+                }
+            }
+        }
+        // Some present chunk is rotten: try other choices of k, then re-encode to find it.
         for choice in Subsets::new(&present, self.k).take(MAX_ATTEMPTS) {
-            let Some(data) = self.rebuild(chunks, &choice, len) else {
+            let Some(data) = self.rebuild(&chunks, &choice, len) else {
                 continue;
             };
             if blake3::hash(&data).as_bytes() == hash {
-                return self.finish(data, chunks);
+                return self.finish(data, &chunks);
             }
         }
         Err(StripeError::NoVerifiedChoice {

@@ -429,17 +429,14 @@ async fn stream_shards(
     let store = node.shards().clone();
     let piece = READ_PIECE.max(layout.stripe_size());
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Result<Bytes, ShardError>>(READ_AHEAD);
+    let repairer = node.repairer().clone();
     tokio::task::spawn_blocking(move || {
         let mut at = want.start;
         while at < want.end {
             let end = (at + piece).min(want.end);
             let item = read_range(&store, &manifest, at..end).map(|(bytes, report)| {
-                if !report.repaired.is_empty() {
-                    tracing::info!(
-                        hash = %hex::encode(&manifest.hash),
-                        chunks = report.repaired.len(),
-                        "repaired shard chunks while reading"
-                    );
+                if !report.repairs.is_empty() {
+                    repairer.submit(&manifest, report);
                 }
                 Bytes::from(bytes)
             });

@@ -18,6 +18,11 @@ impl Node {
         &self.inner.shards
     }
 
+    /// The background worker that puts shards right after reads found them missing or rotten.
+    pub fn repairer(&self) -> &crate::blobs::Repairer {
+        &self.inner.repairer
+    }
+
     /// Blob `hash` as this node's blob index holds it (as of its applied index).
     pub fn blob(&self, hash: &[u8; 32]) -> Result<Option<BlobRecord>, NodeError> {
         let key = BlobIndexProjection::blob_key(hash);

@@ -132,6 +132,7 @@ struct Inner {
     inflight_bytes: Semaphore,
     batcher: Batcher,
     shards: crate::blobs::ShardStore,
+    repairer: crate::blobs::Repairer,
     seq: AtomicU64,
     client: reqwest::Client,
     tasks: Mutex<Vec<JoinHandle<()>>>,
@@ -325,10 +326,12 @@ impl Node {
         .map_err(raft_err)?;
 
         let (batcher, batch_task) = Batcher::start(raft.clone(), settings.batch);
+        let (repairer, repair_task) = crate::blobs::Repairer::start(shards.clone());
         let node = Node {
             inner: Arc::new(Inner {
                 batcher,
                 shards,
+                repairer,
                 inflight_count: Semaphore::new(settings.max_inflight),
                 inflight_bytes: Semaphore::new(settings.max_inflight_bytes),
                 seq: AtomicU64::new(now_ms() * 1000),
@@ -346,7 +349,7 @@ impl Node {
             }),
         };
         inbound.set(raft.clone(), Arc::new(node.clone()));
-        node.inner.tasks.lock().push(batch_task);
+        node.inner.tasks.lock().extend([batch_task, repair_task]);
 
         if how == "founded" {
             let members = BTreeMap::from([(cluster.node_id, me)]);
