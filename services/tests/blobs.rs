@@ -46,7 +46,19 @@ impl Server {
             .await
             .expect("bind");
         let addr = listener.local_addr().expect("addr");
-        let node = Node::start(settings, addr).await.expect("start");
+        // After a restart the old node's log lock goes with its writer thread, just after
+        // its shutdown returned.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        let node = loop {
+            match Node::start(settings.clone(), addr).await {
+                Ok(node) => break node,
+                Err(e) if e.to_string().contains("lock") => {
+                    assert!(tokio::time::Instant::now() < deadline, "{e}");
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                Err(e) => panic!("start: {e}"),
+            }
+        };
         let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
         while node.ready().is_err() {
             assert!(tokio::time::Instant::now() < deadline, "never ready");

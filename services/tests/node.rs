@@ -81,3 +81,60 @@ async fn concurrent_writes_share_one_entry_in_order_and_duplicates_are_caught_in
     assert_eq!(info.applied_index, Some(index + 1));
     node.shutdown().await.expect("shutdown");
 }
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_store_without_a_new_projection_is_rebuilt_from_the_log() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let node = start(dir.path()).await;
+    let first = node
+        .propose(sample_envelope(1, 256).encode_to_bytes())
+        .await
+        .expect("write");
+    node.clone().shutdown().await.expect("shutdown");
+    drop(node);
+
+    // What an older version left: a store that never ran the blob index.
+    let store_dir = dir.path().join("state/state/store");
+    drop(
+        hearth_projections::ProjectionStore::open(
+            &store_dir,
+            vec![std::sync::Arc::new(hearth_projections::CountsProjection)],
+        )
+        .expect("open as an older version"),
+    );
+
+    // The old node's log lock goes with its writer thread, just after shutdown returns.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let node = loop {
+        match Node::start(
+            NodeSettings::loopback(dir.path()),
+            SocketAddr::from(([127, 0, 0, 1], 0)),
+        )
+        .await
+        {
+            Ok(node) => break node,
+            Err(e) if e.to_string().contains("lock") => {
+                assert!(tokio::time::Instant::now() < deadline, "{e}");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            Err(e) => panic!("restart: {e}"),
+        }
+    };
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while node.info().applied_index < Some(first.index) {
+        assert!(tokio::time::Instant::now() < deadline, "not re-applied");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(node.blob(&[7; 32]).expect("blob index"), None);
+    let aside: Vec<_> = std::fs::read_dir(dir.path())
+        .expect("data dir")
+        .filter_map(|e| e.ok())
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .starts_with("state.replaced-")
+        })
+        .collect();
+    assert_eq!(aside.len(), 1, "the old state is kept aside");
+    node.shutdown().await.expect("shutdown");
+}

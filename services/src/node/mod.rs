@@ -213,10 +213,7 @@ impl Node {
             },
         )
         .await?;
-        let sm = ProjectionStateMachine::open(
-            &state_dir(&data),
-            vec![Arc::new(CountsProjection), Arc::new(BlobIndexProjection)],
-        )?;
+        let sm = open_state_machine(&data, store.log())?;
         let shards = crate::blobs::ShardStore::open(crate::paths::shards_dir(&data))?;
         {
             let s = store.clone();
@@ -847,6 +844,41 @@ impl Node {
         self.inner.sm.flush()?;
         self.inner.store.sync().await?;
         Ok(())
+    }
+}
+
+/// The projections every node runs.
+fn projections() -> Vec<Arc<dyn hearth_projections::Projection>> {
+    vec![Arc::new(CountsProjection), Arc::new(BlobIndexProjection)]
+}
+
+/// Opens the projection state machine. A store built by an older version, without a projection
+/// this one adds, is set aside (`DATA/state.replaced-<ms>`) and rebuilt from the log — the
+/// projections are derived state — when the log still holds every entry; with a purged log it
+/// is refused, naming the projection.
+fn open_state_machine(
+    data: &std::path::Path,
+    log: &Log,
+) -> Result<ProjectionStateMachine, NodeError> {
+    let dir = state_dir(data);
+    match ProjectionStateMachine::open(&dir, projections()) {
+        Err(hearth_raft::StoreError::Projections(
+            e @ hearth_projections::ProjectionError::NeedsRebuild { .. },
+        )) if log.first_index().is_none_or(|first| first <= 1) => {
+            let aside = data.join(format!("state.replaced-{}", now_ms()));
+            tracing::warn!(
+                reason = %e,
+                aside = %aside.display(),
+                "a projection is new: setting the old projection state aside and rebuilding \
+                 every projection from the log"
+            );
+            std::fs::rename(&dir, &aside).map_err(|e| NodeError::io(&dir, e))?;
+            std::fs::File::open(data)
+                .and_then(|d| d.sync_all())
+                .map_err(|e| NodeError::io(data, e))?;
+            Ok(ProjectionStateMachine::open(&dir, projections())?)
+        }
+        other => Ok(other?),
     }
 }
 
