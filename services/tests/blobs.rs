@@ -28,14 +28,19 @@ impl Server {
     }
 
     /// Stops the node and starts it again on the same data directory.
-    async fn restart(mut self) -> Server {
+    async fn restart(self) -> Server {
+        self.restart_with(|_| {}).await
+    }
+
+    /// [`Self::restart`] with other settings.
+    async fn restart_with(mut self, tune: impl FnOnce(&mut NodeSettings)) -> Server {
         if let Some(s) = self.stop.take() {
             let _ = s.send(());
         }
         self.node.clone().shutdown().await.expect("shutdown");
         let dir = std::mem::replace(&mut self._dir, tempfile::tempdir().expect("tempdir"));
         drop(self);
-        Self::start_in(dir, |_| {}).await
+        Self::start_in(dir, tune).await
     }
 
     async fn start_in(dir: tempfile::TempDir, tune: impl FnOnce(&mut NodeSettings)) -> Server {
@@ -475,6 +480,82 @@ async fn too_large_and_disk_reserve_are_refused_before_anything_is_written() {
     assert_eq!(st, StatusCode::INSUFFICIENT_STORAGE);
     assert!(msg.contains("disk reserve"), "{msg}");
     assert_eq!(s.node.info().last_index, before, "nothing committed");
+    assert!(tmp_is_empty(&s));
+    s.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shard_files_no_committed_blob_references_are_swept_at_start_up() {
+    let s = Server::start().await;
+    let c = reqwest::Client::new();
+    let data = blob(100_000, 9);
+    let (_, kept) = put(&c, &s, data.clone()).await;
+    // A crash between fsync and commit leaves a published directory nothing references.
+    let orphan = [0x5a; 32];
+    let orphan_dir = s.node.shards().blob_dir(&orphan);
+    std::fs::create_dir_all(&orphan_dir).expect("mkdir");
+    std::fs::write(orphan_dir.join("0"), b"left by a crash").expect("write");
+
+    let s = s.restart_with(|st| st.orphan_grace = Duration::ZERO).await;
+    eventually("the orphan swept", || !orphan_dir.exists()).await;
+    let (st, got) = get(&c, &s, &kept.hash, None).await;
+    assert_eq!(st, StatusCode::OK);
+    assert!(got == data, "the committed blob is untouched");
+    s.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn uploads_beyond_the_in_flight_bound_get_503_with_retry_after() {
+    use tokio::io::AsyncWriteExt;
+    let s = Server::start_with(|st| st.max_blob_puts = 1).await;
+    let c = reqwest::Client::new();
+    // One upload in flight: headers and part of the body sent, the rest held back.
+    let addr = s.url.trim_start_matches("http://").to_string();
+    let mut slow = tokio::net::TcpStream::connect(&addr)
+        .await
+        .expect("connect");
+    let head = format!("PUT /v1/blobs HTTP/1.1\r\nhost: {addr}\r\ncontent-length: 100000\r\n\r\n");
+    slow.write_all(head.as_bytes()).await.expect("write");
+    slow.write_all(&blob(50_000, 3)).await.expect("write");
+    // Wait until the node holds the slot: a second upload is then refused.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    let refused = loop {
+        let r = c
+            .put(format!("{}/v1/blobs", s.url))
+            .body(blob(20_000, 4))
+            .send()
+            .await
+            .expect("put");
+        if r.status() == StatusCode::SERVICE_UNAVAILABLE {
+            break r;
+        }
+        // The slow upload had not reached the handler yet: this one went through.
+        assert!(tokio::time::Instant::now() < deadline, "never refused");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(refused.headers()["retry-after"], "1");
+    let (_, msg) = error_of(refused).await;
+    assert!(msg.contains("too many blob uploads"), "{msg}");
+    // The slow upload goes away: the slot is free again.
+    drop(slow);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let r = c
+            .put(format!("{}/v1/blobs", s.url))
+            .body(blob(30_000, 5))
+            .send()
+            .await
+            .expect("put");
+        if r.status() == StatusCode::CREATED {
+            break;
+        }
+        assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the slot never came back"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     assert!(tmp_is_empty(&s));
     s.shutdown().await;
 }

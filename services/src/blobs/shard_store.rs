@@ -117,6 +117,29 @@ impl ShardStore {
         self.blob_dir(hash).join(index.to_string())
     }
 
+    /// Every blob directory under `blobs/` with its last modification time (directories whose
+    /// names are not blob hashes are skipped).
+    pub fn blob_dirs(&self) -> Result<Vec<([u8; 32], std::time::SystemTime)>, ShardError> {
+        let mut out = Vec::new();
+        let blobs = self.blobs_dir();
+        for prefix in fs::read_dir(&blobs).map_err(io_err("list", &blobs))? {
+            let prefix = prefix.map_err(io_err("list", &blobs))?.path();
+            let Ok(entries) = fs::read_dir(&prefix) else {
+                continue;
+            };
+            for entry in entries.flatten() {
+                let name = entry.file_name();
+                let hash =
+                    hex::decode(&name.to_string_lossy()).and_then(|b| <[u8; 32]>::try_from(b).ok());
+                let modified = entry.metadata().and_then(|m| m.modified());
+                if let (Some(hash), Ok(modified)) = (hash, modified) {
+                    out.push((hash, modified));
+                }
+            }
+        }
+        Ok(out)
+    }
+
     /// Whether this node holds a directory for blob `hash`.
     pub fn has_blob(&self, hash: &[u8; 32]) -> bool {
         self.blob_dir(hash).is_dir()
@@ -306,6 +329,11 @@ impl ShardWriter {
                 .map_err(|e| io_err("write", &path)(e.into_error()))?;
             f.sync_data().map_err(io_err("fsync", &path))?;
         }
+        // The directory's age is what the start-up orphan sweep goes by: it starts now, not
+        // when the upload began.
+        File::open(&dir)
+            .and_then(|d| d.set_modified(std::time::SystemTime::now()))
+            .map_err(io_err("touch", &dir))?;
         sync_dir(&dir)?;
         let hash = *self.blob_hasher.finalize().as_bytes();
         let target = self.store.blob_dir(&hash);

@@ -67,6 +67,9 @@ pub struct ServeArgs {
     /// [default: 268435456 (256 MiB)].
     #[arg(long, env = "HEARTH_DISK_RESERVE")]
     pub disk_reserve: Option<u64>,
+    /// Most blob uploads in flight before the node answers 503 [default: 64].
+    #[arg(long, env = "HEARTH_MAX_BLOB_PUTS")]
+    pub max_blob_puts: Option<usize>,
     /// A TOML file with any of the settings above (flags and environment variables win).
     #[arg(long, env = "HEARTH_CONFIG")]
     pub config: Option<PathBuf>,
@@ -90,6 +93,7 @@ struct FileConfig {
     inline_threshold: Option<usize>,
     max_blob_bytes: Option<u64>,
     disk_reserve: Option<u64>,
+    max_blob_puts: Option<usize>,
 }
 
 fn load_file(path: &Path) -> anyhow::Result<FileConfig> {
@@ -149,6 +153,9 @@ impl ServeArgs {
         }
         if let Some(n) = self.disk_reserve.or(file.disk_reserve) {
             s.disk_reserve = n;
+        }
+        if let Some(n) = self.max_blob_puts.or(file.max_blob_puts) {
+            s.max_blob_puts = n;
         }
         s.validate().map_err(anyhow::Error::msg)?;
         Ok(s)

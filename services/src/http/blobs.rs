@@ -107,6 +107,13 @@ pub(super) async fn put_blob(
     body: Body,
 ) -> Result<Response, ApiError> {
     check_admin(&node, &headers)?;
+    let Some(_slot) = node.try_blob_put() else {
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "busy",
+            "too many blob uploads in flight; retry shortly",
+        ));
+    };
     // The exact length from Content-Length (or 0 for a request without a body); unknown for a
     // chunked upload.
     let size: u64 = HttpBody::size_hint(&body).exact().ok_or_else(|| {

@@ -63,6 +63,11 @@ impl Node {
         Ok(free.saturating_sub(self.inner.settings.disk_reserve))
     }
 
+    /// A slot for one blob upload; `None` when `max_blob_puts` are in flight.
+    pub fn try_blob_put(&self) -> Option<tokio::sync::SemaphorePermit<'_>> {
+        self.inner.blob_puts.try_acquire().ok()
+    }
+
     /// The largest blob this node accepts.
     pub fn max_blob_bytes(&self) -> u64 {
         self.inner.settings.max_blob_bytes
@@ -96,6 +101,27 @@ impl Node {
             ..Envelope::default()
         };
         self.propose(Bytes::from(env.encode_to_vec())).await
+    }
+
+    /// Removes shard directories that no blob in the index references and that are older than
+    /// `grace`; returns how many. Only once this node has applied everything committed, so a
+    /// blob committed before a restart is never mistaken for an orphan.
+    pub fn sweep_orphans(&self, grace: Duration) -> Result<usize, NodeError> {
+        self.ready().map_err(NodeError::Blob)?;
+        let now = std::time::SystemTime::now();
+        let mut removed = 0;
+        for (hash, modified) in self.shards().blob_dirs()? {
+            let old = now.duration_since(modified).unwrap_or_default() >= grace;
+            if old && self.blob(&hash)?.is_none() {
+                self.shards().remove_blob(&hash)?;
+                tracing::warn!(
+                    hash = %crate::hex::encode(&hash),
+                    "removed shard files no committed blob references"
+                );
+                removed += 1;
+            }
+        }
+        Ok(removed)
     }
 
     /// Waits until this node has applied `index` (read-your-writes); false after `timeout`.

@@ -133,6 +133,7 @@ struct Inner {
     batcher: Batcher,
     shards: crate::blobs::ShardStore,
     repairer: crate::blobs::Repairer,
+    blob_puts: Semaphore,
     seq: AtomicU64,
     client: reqwest::Client,
     tasks: Mutex<Vec<JoinHandle<()>>>,
@@ -329,6 +330,7 @@ impl Node {
                 batcher,
                 shards,
                 repairer,
+                blob_puts: Semaphore::new(settings.max_blob_puts),
                 inflight_count: Semaphore::new(settings.max_inflight),
                 inflight_bytes: Semaphore::new(settings.max_inflight_bytes),
                 seq: AtomicU64::new(now_ms() * 1000),
@@ -353,6 +355,7 @@ impl Node {
             raft.initialize(members).await.map_err(raft_err)?;
         }
         node.spawn(membership_watcher(node.clone()));
+        node.spawn(orphan_sweeper(node.clone()));
         node.spawn(redialer(node.clone()));
         if let Some(reply) = joined {
             if !node.inner.settings.learner {
@@ -946,6 +949,23 @@ impl WriteSink for Node {
                 },
             }
         })
+    }
+}
+
+/// Once, after start-up: waits until the node has applied everything committed and the grace
+/// period has passed, then removes shard directories no committed blob references.
+async fn orphan_sweeper(node: Node) {
+    let grace = node.inner.settings.orphan_grace;
+    tokio::time::sleep(grace).await;
+    while node.ready().is_err() {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let n = node.clone();
+    match tokio::task::spawn_blocking(move || n.sweep_orphans(grace)).await {
+        Ok(Ok(0)) => {}
+        Ok(Ok(n)) => tracing::warn!(removed = n, "swept orphaned shard directories"),
+        Ok(Err(e)) => tracing::warn!(error = %e, "sweeping orphaned shard directories"),
+        Err(e) => tracing::warn!(error = %e, "sweeping orphaned shard directories"),
     }
 }
 

@@ -59,6 +59,11 @@ pub struct NodeSettings {
     pub max_blob_bytes: u64,
     /// Disk space kept free for the log: a blob write that would eat into it gets 507.
     pub disk_reserve: u64,
+    /// Most blob uploads in flight on this node; beyond, the API answers 503.
+    pub max_blob_puts: usize,
+    /// Shard directories no committed event references (a crash between their fsync and the
+    /// commit) are removed at start-up once they are this old.
+    pub orphan_grace: Duration,
     /// How the leader groups writes into raft entries (group commit).
     pub batch: BatchLimits,
     /// Raft heartbeat interval.
@@ -86,6 +91,8 @@ impl NodeSettings {
             inline_threshold: DEFAULT_INLINE_THRESHOLD,
             max_blob_bytes: 1 << 40,
             disk_reserve: 256 << 20,
+            orphan_grace: Duration::from_secs(600),
+            max_blob_puts: 64,
             heartbeat: Duration::from_millis(100),
             election_timeout: (Duration::from_millis(500), Duration::from_millis(1000)),
         }
@@ -123,6 +130,9 @@ impl NodeSettings {
             return Err(format!(
                 "max-inflight must be at least 1 and max-inflight-bytes at least {MAX_EVENT_BYTES}"
             ));
+        }
+        if self.max_blob_puts == 0 {
+            return Err("max-blob-puts must be at least 1".into());
         }
         if self.inline_threshold > MAX_INLINE_THRESHOLD {
             return Err(format!(
