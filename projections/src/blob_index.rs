@@ -23,6 +23,9 @@
 //!   replaces the record and resets its confirmation, an equal or older one is rejected.
 //! * `ReplicaConfirmed`: the holder of a placed shard stored it, with the manifest's hash and
 //!   the placed size; confirmed once.
+//! * `BlobDeleted`: a tombstone. The record stays, marked deleted, without its inline bytes;
+//!   placing or confirming its shards is rejected, deleting it again is rejected, and accepting
+//!   the same bytes again starts a new record (placements then need a newer epoch).
 //!
 //! A stored value that does not decode (a damaged store) makes the event touching it a
 //! rejection, never a panic. Readers ([`BlobIndexProjection::decode_blob`],
@@ -83,6 +86,15 @@ pub struct BlobRecord {
     /// Log time (Unix ms) at which the blob was accepted.
     #[prost(uint64, tag = "12")]
     pub accepted_log_time_ms: u64,
+    /// Whether the blob was deleted (a tombstone; its inline bytes are dropped).
+    #[prost(bool, tag = "13")]
+    pub deleted: bool,
+    /// Log index of the entry that deleted it (0 unless deleted).
+    #[prost(uint64, tag = "14")]
+    pub deleted_index: u64,
+    /// Log time (Unix ms) at which it was deleted (0 unless deleted).
+    #[prost(uint64, tag = "15")]
+    pub deleted_log_time_ms: u64,
 }
 
 impl BlobRecord {
@@ -200,6 +212,7 @@ impl Projection for BlobIndexProjection {
             Some(Event::BlobAccepted(e)) => accept(ctx, e, tx),
             Some(Event::ShardPlaced(e)) => place(ctx, e, tx),
             Some(Event::ReplicaConfirmed(e)) => confirm(ctx, e, tx),
+            Some(Event::BlobDeleted(e)) => delete(ctx, &e.blob_hash, tx),
             _ => Ok(()),
         };
         match result {
@@ -216,7 +229,7 @@ fn accept(ctx: &ApplyCtx, e: &BlobAccepted, tx: &mut dyn StateTx) -> Verdict {
     let hash = e.blob_hash.as_ref();
     check_hash_len("blob hash", hash)?;
     let key = BlobIndexProjection::blob_key(hash);
-    if let Some(existing) = read_blob(tx, hash)? {
+    if let Some(existing) = read_blob(tx, hash)?.filter(|b| !b.deleted) {
         return Err(format!(
             "blob {} already accepted at index {}",
             hex(hash),
@@ -392,9 +405,36 @@ fn check_hashes(what: &str, hashes: &[bytes::Bytes], expected: u64) -> Verdict {
 }
 
 /// The record of blob `hash`, which must be in the index and sharded.
+/// A tombstone: the blob stays in the index marked deleted (reads answer "gone", members remove
+/// their shards), and its inline bytes are dropped.
+fn delete(ctx: &ApplyCtx, hash: &[u8], tx: &mut dyn StateTx) -> Verdict {
+    check_hash_len("blob hash", hash)?;
+    let mut blob = read_blob(tx, hash)?.ok_or_else(|| format!("unknown blob {}", hex(hash)))?;
+    if blob.deleted {
+        return Err(format!(
+            "blob {} already deleted at index {}",
+            hex(hash),
+            blob.deleted_index
+        ));
+    }
+    blob.deleted = true;
+    blob.deleted_index = ctx.index;
+    blob.deleted_log_time_ms = ctx.log_time_ms;
+    blob.inline_data = None;
+    tx.put(&BlobIndexProjection::blob_key(hash), &blob.encode_to_vec());
+    Ok(())
+}
+
 fn known_sharded_blob(tx: &dyn StateTx, hash: &[u8]) -> Result<BlobRecord, String> {
     check_hash_len("blob hash", hash)?;
     let blob = read_blob(tx, hash)?.ok_or_else(|| format!("unknown blob {}", hex(hash)))?;
+    if blob.deleted {
+        return Err(format!(
+            "blob {} was deleted at index {}",
+            hex(hash),
+            blob.deleted_index
+        ));
+    }
     if blob.is_inline() {
         return Err(format!("inline blob {} has no shards", hex(hash)));
     }
@@ -576,6 +616,53 @@ mod tests {
     }
 
     #[test]
+    fn deletes_are_tombstones_and_the_same_bytes_can_come_back() {
+        let mut state = MemState::new();
+        let inline = BlobAccepted {
+            blob_hash: hash(DATA).into(),
+            size: DATA.len() as u64,
+            inline_data: Some(DATA.to_vec().into()),
+            ..BlobAccepted::default()
+        };
+        assert_eq!(
+            apply(&mut state, 1, Event::BlobAccepted(inline.clone())),
+            Applied::Ok
+        );
+        let del = Event::BlobDeleted(hearth_proto::v1::BlobDeleted {
+            blob_hash: hash(DATA).into(),
+        });
+        assert_eq!(apply(&mut state, 2, del.clone()), Applied::Ok);
+        let rec = state
+            .get(&BlobIndexProjection::blob_key(&hash(DATA)))
+            .and_then(|b| BlobIndexProjection::decode_blob(&b))
+            .expect("record");
+        assert!(rec.deleted && rec.inline_data.is_none());
+        assert_eq!(rec.deleted_index, 2);
+        let Applied::Rejected(r) = apply(&mut state, 3, del) else {
+            panic!("a second delete must be rejected");
+        };
+        assert!(r.contains("already deleted at index 2"), "{r}");
+        let unknown = Event::BlobDeleted(hearth_proto::v1::BlobDeleted {
+            blob_hash: vec![9; 32].into(),
+        });
+        let Applied::Rejected(r) = apply(&mut state, 4, unknown) else {
+            panic!("deleting an unknown blob must be rejected");
+        };
+        assert!(r.contains("unknown blob"), "{r}");
+        // The same bytes again: accepted anew.
+        assert_eq!(
+            apply(&mut state, 5, Event::BlobAccepted(inline)),
+            Applied::Ok
+        );
+        let rec = state
+            .get(&BlobIndexProjection::blob_key(&hash(DATA)))
+            .and_then(|b| BlobIndexProjection::decode_blob(&b))
+            .expect("record");
+        assert!(!rec.deleted && rec.inline_data.is_some());
+        assert_eq!(rec.accepted_index, 5);
+    }
+
+    #[test]
     fn accepts_a_sharded_blob() {
         let mut state = MemState::new();
         let c = ApplyCtx {
@@ -599,6 +686,7 @@ mod tests {
             accepted_index: 7,
             accepted_position: 2,
             accepted_log_time_ms: 1234,
+            ..BlobRecord::default()
         };
         assert_eq!(record, expected);
         assert!(!record.is_inline());

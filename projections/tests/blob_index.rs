@@ -622,6 +622,7 @@ fn accept_place_confirm_reads_back_through_the_store() -> Result<(), Box<dyn std
                 accepted_index: 1,
                 accepted_position: 0,
                 accepted_log_time_ms: 100,
+                ..BlobRecord::default()
             }
         );
         let holders = store.scan_prefix(

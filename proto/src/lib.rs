@@ -88,6 +88,7 @@ pub fn event_kind(env: &Envelope) -> &'static str {
         Some(Event::ReplicaConfirmed(_)) => "ReplicaConfirmed",
         Some(Event::ManifestVerified(_)) => "ManifestVerified",
         Some(Event::PeerSeen(_)) => "PeerSeen",
+        Some(Event::BlobDeleted(_)) => "BlobDeleted",
         None => "Unknown",
     }
 }

@@ -43,6 +43,8 @@ enum Command {
     Get(cli::blob::GetArgs),
     /// A blob's tier, code, shards and holders, and this node's copy of each shard.
     Status(cli::blob::StatusArgs),
+    /// Delete a blob: reads answer "gone" and every member removes its copies.
+    Rm(cli::blob::RmArgs),
     /// Print the node's PeerId (its identity is created by the first `serve`).
     Id(IdArgs),
     /// Inspect a node's write-ahead log.
@@ -102,6 +104,7 @@ fn main() {
         Command::Put(args) => cli::blob::put(args, &mut out),
         Command::Get(args) => cli::blob::get(args, &mut out),
         Command::Status(args) => cli::blob::status(args, &mut out),
+        Command::Rm(args) => cli::blob::rm(args, &mut out),
         Command::Id(args) => cli::id::run(args, &mut out),
         Command::Log(LogCommand::Verify(args)) => cli::log_verify::run(args, &mut out),
         Command::Log(LogCommand::Dump(args)) => cli::log_dump::run(args, &mut out),

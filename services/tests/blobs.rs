@@ -4,7 +4,7 @@
 
 use bytes::Bytes;
 use hearth_services::blobs::ErasurePolicy;
-use hearth_services::http::blobs::{BlobReply, BlobStatus};
+use hearth_services::http::blobs::{BlobReply, BlobStatus, DeleteReply};
 use hearth_services::node::api::ErrorBody;
 use hearth_services::node::{Node, NodeSettings};
 use reqwest::StatusCode;
@@ -557,5 +557,82 @@ async fn uploads_beyond_the_in_flight_bound_get_503_with_retry_after() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert!(tmp_is_empty(&s));
+    s.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delete_leaves_a_tombstone_removes_the_copies_and_the_bytes_can_come_back() {
+    let s = Server::start().await;
+    let c = reqwest::Client::new();
+    let big = blob(200_000, 21);
+    let small = b"a small note".to_vec();
+    let (_, big_reply) = put(&c, &s, big.clone()).await;
+    let (_, small_reply) = put(&c, &s, small.clone()).await;
+    let big_dir = s.shard(&big_reply.hash, 0).with_file_name("");
+    assert!(big_dir.exists());
+
+    for reply in [&big_reply, &small_reply] {
+        let r = c
+            .delete(format!("{}/v1/blobs/{}", s.url, reply.hash))
+            .send()
+            .await
+            .expect("delete");
+        assert_eq!(r.status(), StatusCode::OK);
+        let d: DeleteReply = r.json().await.expect("json");
+        assert!(d.deleted && d.index > reply.index);
+        for path in ["", "/status"] {
+            let r = c
+                .get(format!("{}/v1/blobs/{}{path}", s.url, reply.hash))
+                .send()
+                .await
+                .expect("get");
+            let (st, msg) = error_of(r).await;
+            assert_eq!(st, StatusCode::GONE, "{path}");
+            assert!(msg.contains("deleted at log index"), "{msg}");
+        }
+        let r = c
+            .delete(format!("{}/v1/blobs/{}", s.url, reply.hash))
+            .send()
+            .await
+            .expect("delete again");
+        assert_eq!(error_of(r).await.0, StatusCode::GONE);
+    }
+    assert!(!big_dir.exists(), "the shards are removed");
+    let h: [u8; 32] = hearth_services::hex::decode(&small_reply.hash)
+        .expect("hex")
+        .try_into()
+        .expect("32 bytes");
+    let rec = s.node.blob(&h).expect("index").expect("tombstone");
+    assert!(
+        rec.deleted && rec.inline_data.is_none(),
+        "the index drops inline bytes"
+    );
+
+    let r = c
+        .delete(format!("{}/v1/blobs/{}", s.url, "ef".repeat(32)))
+        .send()
+        .await
+        .expect("delete unknown");
+    assert_eq!(error_of(r).await.0, StatusCode::NOT_FOUND);
+
+    // The same bytes again: a new blob, readable.
+    let (status, again) = put(&c, &s, big.clone()).await;
+    assert_eq!(status, StatusCode::CREATED);
+    assert!(again.index > big_reply.index);
+    let (st, got) = get(&c, &s, &again.hash, None).await;
+    assert_eq!(st, StatusCode::OK);
+    assert!(got == big);
+    let st: BlobStatus = c
+        .get(format!("{}/v1/blobs/{}/status", s.url, again.hash))
+        .send()
+        .await
+        .expect("status")
+        .json()
+        .await
+        .expect("json");
+    assert!(st
+        .shards
+        .iter()
+        .all(|sh| sh.holders.len() == 1 && sh.local == "intact"));
     s.shutdown().await;
 }

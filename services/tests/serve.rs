@@ -89,6 +89,23 @@ fn put_and_get_a_file_through_a_running_node() {
     let v: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
     assert_eq!(v["shards"].as_array().map(Vec::len), Some(3));
 
+    let rm = hearth()
+        .args(["rm", &hash, "--server", &url])
+        .output()
+        .unwrap();
+    assert!(
+        rm.status.success(),
+        "{}",
+        String::from_utf8_lossy(&rm.stderr)
+    );
+    assert!(String::from_utf8_lossy(&rm.stdout).starts_with("deleted "));
+    let gone = hearth()
+        .args(["get", &hash, "--server", &url])
+        .output()
+        .unwrap();
+    assert_eq!(gone.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&gone.stderr).contains("410"));
+
     // Bad input: one readable line, exit 1, no output file.
     let missing = dir.path().join("missing.bin");
     let missing_s = missing.to_str().unwrap();

@@ -1,5 +1,5 @@
-//! `hearth put FILE`, `hearth get HASH [-o FILE]` and `hearth status HASH [--json]`: blobs
-//! through a running member's HTTP API.
+//! `hearth put FILE`, `hearth get HASH [-o FILE]`, `hearth status HASH [--json]` and
+//! `hearth rm HASH`: blobs through a running member's HTTP API.
 //!
 //! `put` streams the file with its length, shows a progress bar on a terminal for files over
 //! 4 MiB, and prints the tier, code and log index, then the hash as the last line of stdout.
@@ -8,7 +8,7 @@
 
 use super::cluster::ServerArgs;
 use crate::hex;
-use crate::http::blobs::{BlobReply, BlobStatus};
+use crate::http::blobs::{BlobReply, BlobStatus, DeleteReply};
 use crate::node::api::ErrorBody;
 use anyhow::{bail, Context as _};
 use bytes::Bytes;
@@ -52,6 +52,15 @@ pub struct StatusArgs {
     /// Print the status as JSON.
     #[arg(long)]
     json: bool,
+    #[command(flatten)]
+    server: ServerArgs,
+}
+
+/// Arguments of `hearth rm`.
+#[derive(Debug, Args)]
+pub struct RmArgs {
+    /// The blob's hash (64 hex characters).
+    hash: String,
     #[command(flatten)]
     server: ServerArgs,
 }
@@ -266,6 +275,33 @@ pub fn status(args: &StatusArgs, out: &mut dyn Write) -> anyhow::Result<()> {
             holders.join(", ")
         )?;
     }
+    Ok(())
+}
+
+/// `hearth rm HASH`.
+pub fn rm(args: &RmArgs, out: &mut dyn Write) -> anyhow::Result<()> {
+    hex::decode(&args.hash)
+        .filter(|h| h.len() == 32)
+        .with_context(|| format!("{:?} is not a blob hash (64 hex characters)", args.hash))?;
+    let url = format!(
+        "{}/v1/blobs/{}",
+        args.server.server.trim_end_matches('/'),
+        args.hash.to_ascii_lowercase()
+    );
+    let reply: DeleteReply = runtime()?.block_on(async {
+        let mut req = reqwest::Client::new().delete(&url);
+        if let Some(t) = &args.server.admin_token {
+            req = req.bearer_auth(t);
+        }
+        let resp = req.send().await.with_context(|| format!("DELETE {url}"))?;
+        if !resp.status().is_success() {
+            return Err(failure(resp, "rm").await);
+        }
+        resp.json::<DeleteReply>()
+            .await
+            .context("rm: unreadable answer")
+    })?;
+    writeln!(out, "deleted {} at log index {}", reply.hash, reply.index)?;
     Ok(())
 }
 

@@ -61,6 +61,10 @@ pub fn event_json(event: &Event) -> (&'static str, Value) {
         Event::ReplicaConfirmed(e) => ("replica_confirmed", replica_confirmed(e)),
         Event::ManifestVerified(e) => ("manifest_verified", manifest_verified(e)),
         Event::PeerSeen(e) => ("peer_seen", peer_seen(e)),
+        Event::BlobDeleted(e) => (
+            "blob_deleted",
+            json!({ "blob_hash": hex::encode(&e.blob_hash) }),
+        ),
     }
 }
 
@@ -178,6 +182,7 @@ pub fn summary(event: &Event) -> String {
             e.addresses.len(),
             e.agent_version
         ),
+        Event::BlobDeleted(e) => format!("blob={}", short_hash(&e.blob_hash)),
     }
 }
 

@@ -5,6 +5,7 @@
 //! | `PUT /v1/blobs` | streamed body with `Content-Length` → 201 [`BlobReply`] once `BlobAccepted` is committed (200 with the existing record when the bytes are already stored) |
 //! | `GET /v1/blobs/{hash}` | the blob, every byte verified before it is sent; `Range: bytes=…` → 206; `?after=INDEX` or `Hearth-After: INDEX` waits until this node applied INDEX |
 //! | `HEAD /v1/blobs/{hash}` | the same headers, no body |
+//! | `DELETE /v1/blobs/{hash}` | commits a tombstone (`BlobDeleted`): 200 [`DeleteReply`]; reads then answer 410 and every member removes its shards |
 //! | `GET /v1/blobs/{hash}/status` | [`BlobStatus`]: tier, code, every shard's holders, and whether this node's copy of each shard is present and intact |
 //!
 //! Blobs up to the inline threshold travel inside the committed event; larger ones are
@@ -183,7 +184,7 @@ pub(super) async fn put_blob(
         }
         let writer = node.shards().writer(layout).map_err(internal)?;
         let written = write_shards(writer, &mut stream).await?;
-        if let Some(existing) = node.blob(&written.hash).map_err(internal)? {
+        if let Some(existing) = live(node.blob(&written.hash).map_err(internal)?) {
             if written.fresh && existing_layout(&existing) != Some(layout) {
                 let shards = node.shards().clone();
                 let hash = written.hash;
@@ -219,10 +220,10 @@ pub(super) async fn put_blob(
         };
         (written.hash, accepted)
     };
-    if let Some(existing) = node.blob(&hash).map_err(internal)? {
+    if let Some(existing) = live(node.blob(&hash).map_err(internal)?) {
         return Ok((StatusCode::OK, Json(BlobReply::of(&hash, &existing))).into_response());
     }
-    let placements = placements_of(&node, &accepted);
+    let placement = accepted.clone();
     let committed = node.accept_blob(accepted).await?;
     let record = node
         .blob(&hash)
@@ -232,7 +233,9 @@ pub(super) async fn put_blob(
         // Another write of the same bytes was accepted first: that one is the blob.
         return Ok((StatusCode::OK, Json(BlobReply::of(&hash, &record))).into_response());
     }
-    // Record this node as the holder of every shard it wrote (same entry when they batch).
+    // Record this node as the holder of every shard it wrote (same entry when they batch). The
+    // epoch is the acceptance's index, so a blob deleted and put again is placed anew.
+    let placements = placements_of(&node, &placement, committed.index);
     let placed = futures::future::join_all(placements.into_iter().map(|p| node.propose(p))).await;
     if let Some(Err(e)) = placed.into_iter().find(Result::is_err) {
         tracing::warn!(hash = %hex::encode(&hash), error = %e, "recording shard placements");
@@ -241,7 +244,7 @@ pub(super) async fn put_blob(
 }
 
 /// `ShardPlaced` envelopes naming this node as holder of every shard of `accepted`.
-fn placements_of(node: &Node, accepted: &BlobAccepted) -> Vec<Bytes> {
+fn placements_of(node: &Node, accepted: &BlobAccepted, epoch: u64) -> Vec<Bytes> {
     let Some(erasure) = &accepted.erasure else {
         return Vec::new();
     };
@@ -266,7 +269,7 @@ fn placements_of(node: &Node, accepted: &BlobAccepted) -> Vec<Bytes> {
                     blob_hash: accepted.blob_hash.clone(),
                     shard_index: i,
                     holder: me.clone(),
-                    placement_epoch: 0,
+                    placement_epoch: epoch,
                     shard_hash: h.clone(),
                     shard_size: layout.shard_size(),
                 })),
@@ -276,6 +279,28 @@ fn placements_of(node: &Node, accepted: &BlobAccepted) -> Vec<Bytes> {
             .into()
         })
         .collect()
+}
+
+/// A record that is not a tombstone.
+fn live(r: Option<BlobRecord>) -> Option<BlobRecord> {
+    r.filter(|r| !r.deleted)
+}
+
+/// The record of a blob that exists: 404 when unknown, 410 when deleted.
+fn existing(node: &Node, hash: &[u8; 32]) -> Result<BlobRecord, ApiError> {
+    match node.blob(hash).map_err(internal)? {
+        None => Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "no such blob",
+        )),
+        Some(r) if r.deleted => Err(ApiError::new(
+            StatusCode::GONE,
+            "gone",
+            format!("the blob was deleted at log index {}", r.deleted_index),
+        )),
+        Some(r) => Ok(r),
+    }
 }
 
 fn existing_layout(r: &BlobRecord) -> Option<Layout> {
@@ -349,10 +374,7 @@ pub(super) async fn get_blob(
             )));
         }
     }
-    let record = node
-        .blob(&hash)
-        .map_err(internal)?
-        .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such blob"))?;
+    let record = existing(&node, &hash)?;
     let size = record.size;
     let range = match headers.get(header::RANGE) {
         None => None,
@@ -566,10 +588,7 @@ pub(super) async fn blob_status(
     Path(hash): Path<String>,
 ) -> Result<Json<BlobStatus>, ApiError> {
     let hash = parse_hash(&hash)?;
-    let record = node
-        .blob(&hash)
-        .map_err(internal)?
-        .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such blob"))?;
+    let record = existing(&node, &hash)?;
     let holders = node.blob_holders(&hash).map_err(internal)?;
     let store = node.shards().clone();
     let expected = record.shard_hashes.clone();
@@ -624,5 +643,44 @@ pub(super) async fn blob_status(
         accepted_log_time_ms: record.accepted_log_time_ms,
         content_type: record.content_type,
         shards,
+    }))
+}
+
+/// Answer of `DELETE /v1/blobs/{hash}`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct DeleteReply {
+    /// blake3 of the blob (hex).
+    pub hash: String,
+    /// Always true.
+    pub deleted: bool,
+    /// The log index of the tombstone.
+    pub index: u64,
+}
+
+/// `DELETE /v1/blobs/{hash}`.
+pub(super) async fn delete_blob(
+    State(node): State<Node>,
+    Path(hash): Path<String>,
+    headers: HeaderMap,
+) -> Result<Json<DeleteReply>, ApiError> {
+    check_admin(&node, &headers)?;
+    let hash = parse_hash(&hash)?;
+    existing(&node, &hash)?;
+    let committed = node.delete_blob(&hash).await?;
+    if let Some(reason) = committed.rejected {
+        // Deleted meanwhile by another request: the blob is gone either way.
+        return Err(ApiError::new(StatusCode::GONE, "gone", reason));
+    }
+    let store = node.shards().clone();
+    if let Err(e) = tokio::task::spawn_blocking(move || store.remove_blob(&hash))
+        .await
+        .map_err(internal)?
+    {
+        tracing::warn!(error = %e, "removing a deleted blob's shards (the collector retries)");
+    }
+    Ok(Json(DeleteReply {
+        hash: hex::encode(&hash),
+        deleted: true,
+        index: committed.index,
     }))
 }

@@ -5,7 +5,7 @@
 //! | `GET /healthz` | 200 while the process serves |
 //! | `GET /readyz` | 200 when a leader is known and everything committed is applied, else 503 |
 //! | `POST /v1/events` | body: a prost-encoded `hearth.v1.Envelope`; 201 [`WriteReply`] once committed and applied |
-//! | `PUT /v1/blobs`, `GET`/`HEAD /v1/blobs/{hash}`, `GET /v1/blobs/{hash}/status` | blobs: see [`blobs`] |
+//! | `PUT /v1/blobs`, `GET`/`HEAD`/`DELETE /v1/blobs/{hash}`, `GET /v1/blobs/{hash}/status` | blobs: see [`blobs`] |
 //! | `GET /v1/admin/cluster` | [`ClusterStatus`] (the leader's view when reachable) |
 //! | `POST /v1/admin/join` | [`JoinRequest`] → [`JoinReply`] (leader; forwarded there) |
 //! | `POST /v1/admin/promote` | [`PromoteRequest`] → [`ClusterStatus`] (leader; forwarded there) |
@@ -103,7 +103,10 @@ pub fn router(node: Node) -> Router {
             "/v1/blobs",
             put(blobs::put_blob).layer(DefaultBodyLimit::disable()),
         )
-        .route("/v1/blobs/{hash}", get(blobs::get_blob))
+        .route(
+            "/v1/blobs/{hash}",
+            get(blobs::get_blob).delete(blobs::delete_blob),
+        )
         .route("/v1/blobs/{hash}/status", get(blobs::blob_status))
         .route("/v1/admin/cluster", get(cluster_status))
         .route("/v1/admin/join", post(join))

@@ -124,6 +124,30 @@ impl Node {
         Ok(removed)
     }
 
+    /// Commits a tombstone for blob `hash` and waits until it is applied.
+    pub async fn delete_blob(&self, hash: &[u8; 32]) -> Result<Committed, ProposeError> {
+        let env = Envelope {
+            schema_version: hearth_proto::SCHEMA_VERSION,
+            event: Some(Event::BlobDeleted(hearth_proto::v1::BlobDeleted {
+                blob_hash: Bytes::copy_from_slice(hash),
+            })),
+            ..Envelope::default()
+        };
+        self.propose(Bytes::from(env.encode_to_vec())).await
+    }
+
+    /// Removes this node's shards of every deleted blob; returns how many blobs.
+    pub fn collect_deleted(&self) -> Result<usize, NodeError> {
+        let mut removed = 0;
+        for (hash, _) in self.shards().blob_dirs()? {
+            if self.blob(&hash)?.is_some_and(|b| b.deleted) {
+                self.shards().remove_blob(&hash)?;
+                removed += 1;
+            }
+        }
+        Ok(removed)
+    }
+
     /// Waits until this node has applied `index` (read-your-writes); false after `timeout`.
     pub async fn wait_applied(&self, index: u64, timeout: Duration) -> bool {
         self.inner

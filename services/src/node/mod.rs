@@ -356,6 +356,7 @@ impl Node {
         }
         node.spawn(membership_watcher(node.clone()));
         node.spawn(orphan_sweeper(node.clone()));
+        node.spawn(collector(node.clone()));
         node.spawn(redialer(node.clone()));
         if let Some(reply) = joined {
             if !node.inner.settings.learner {
@@ -966,6 +967,23 @@ async fn orphan_sweeper(node: Node) {
         Ok(Ok(n)) => tracing::warn!(removed = n, "swept orphaned shard directories"),
         Ok(Err(e)) => tracing::warn!(error = %e, "sweeping orphaned shard directories"),
         Err(e) => tracing::warn!(error = %e, "sweeping orphaned shard directories"),
+    }
+}
+
+/// How often the collector looks for deleted blobs' shards.
+const COLLECT_EVERY: Duration = Duration::from_secs(5);
+
+/// On every member: removes the shards of blobs deleted (by a tombstone committed anywhere).
+async fn collector(node: Node) {
+    loop {
+        tokio::time::sleep(COLLECT_EVERY).await;
+        let n = node.clone();
+        match tokio::task::spawn_blocking(move || n.collect_deleted()).await {
+            Ok(Ok(0)) => {}
+            Ok(Ok(n)) => tracing::info!(blobs = n, "removed the shards of deleted blobs"),
+            Ok(Err(e)) => tracing::warn!(error = %e, "collecting deleted blobs"),
+            Err(e) => tracing::warn!(error = %e, "collecting deleted blobs"),
+        }
     }
 }
 
