@@ -619,7 +619,7 @@ mod tests {
     fn deletes_are_tombstones_and_the_same_bytes_can_come_back() {
         let mut state = MemState::new();
         let inline = BlobAccepted {
-            blob_hash: hash(DATA).into(),
+            blob_hash: hash(DATA),
             size: DATA.len() as u64,
             inline_data: Some(DATA.to_vec().into()),
             ..BlobAccepted::default()
@@ -629,7 +629,7 @@ mod tests {
             Applied::Ok
         );
         let del = Event::BlobDeleted(hearth_proto::v1::BlobDeleted {
-            blob_hash: hash(DATA).into(),
+            blob_hash: hash(DATA),
         });
         assert_eq!(apply(&mut state, 2, del.clone()), Applied::Ok);
         let rec = state
