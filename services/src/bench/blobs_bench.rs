@@ -8,8 +8,8 @@
 //! deleted before each request, so every read rebuilds). The disk baseline is `hearth bench
 //! log`'s plus the bandwidth of 1 MiB writes each followed by fdatasync.
 
-use super::disk;
 use super::report::{micros, new_histogram, Baseline, Latency};
+use super::{disk, say};
 use anyhow::{bail, Context as _};
 use bytes::Bytes;
 use futures::StreamExt;
@@ -225,28 +225,14 @@ fn own_cpu_seconds() -> f64 {
     t(ru.ru_utime) + t(ru.ru_stime)
 }
 
-fn say(on: bool, msg: impl std::fmt::Display) {
-    if on {
-        eprintln!("{msg}");
-    }
-}
-
 /// Runs the benchmark and prints the report.
 pub fn run_blobs(args: &BenchBlobsArgs, out: &mut dyn Write) -> anyhow::Result<()> {
     anyhow::ensure!(
         !args.sizes.is_empty(),
         "--sizes must name at least one size"
     );
-    anyhow::ensure!(
-        !args.clients.is_empty() && args.clients.iter().all(|&c| c > 0),
-        "--clients must be one or more counts of at least 1"
-    );
-    let parent = args.dir.clone().unwrap_or_else(std::env::temp_dir);
-    std::fs::create_dir_all(&parent).with_context(|| format!("create {}", parent.display()))?;
-    let scratch = tempfile::Builder::new()
-        .prefix("hearth-bench-blobs-")
-        .tempdir_in(&parent)
-        .with_context(|| format!("temporary directory in {}", parent.display()))?;
+    super::check_clients(&args.clients)?;
+    let scratch = super::scratch_dir(args.dir.as_deref(), "hearth-bench-blobs-")?;
     let progress = std::io::stderr().is_terminal();
     say(progress, "disk baseline");
     let log = disk::measure(scratch.path())?;

@@ -3,8 +3,8 @@
 //! 127.0.0.1 — written through the leader's client-write path ([`Node::propose`]), compared
 //! with a one-node cluster measured in the same run and with the disk baseline.
 
-use super::disk;
 use super::report::{micros, new_histogram, Baseline, Latency};
+use super::{disk, say};
 use crate::node::batcher::BatchLimits;
 use crate::node::{Node, NodeSettings};
 use anyhow::Context as _;
@@ -89,26 +89,12 @@ pub struct ClusterReport {
     pub runs: Vec<ClusterRun>,
 }
 
-fn say(on: bool, msg: impl std::fmt::Display) {
-    if on {
-        eprintln!("bench: {msg}");
-    }
-}
-
 /// Runs the benchmark and prints the report.
 pub fn run_cluster(args: &BenchClusterArgs, out: &mut dyn Write) -> anyhow::Result<()> {
     anyhow::ensure!((1..=7).contains(&args.nodes), "--nodes must be 1 to 7");
-    anyhow::ensure!(
-        !args.clients.is_empty() && args.clients.iter().all(|&c| c > 0),
-        "--clients must be one or more counts of at least 1"
-    );
+    super::check_clients(&args.clients)?;
     anyhow::ensure!(args.event_size > 0, "--event-size must be at least 1");
-    let parent = args.dir.clone().unwrap_or_else(std::env::temp_dir);
-    std::fs::create_dir_all(&parent).with_context(|| format!("create {}", parent.display()))?;
-    let scratch = tempfile::Builder::new()
-        .prefix("hearth-bench-cluster-")
-        .tempdir_in(&parent)
-        .with_context(|| format!("temporary directory in {}", parent.display()))?;
+    let scratch = super::scratch_dir(args.dir.as_deref(), "hearth-bench-cluster-")?;
     let progress = std::io::stderr().is_terminal();
     say(progress, "disk baseline (4 KiB write + fdatasync)");
     let baseline = disk::measure(scratch.path())?;

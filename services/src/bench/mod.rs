@@ -29,6 +29,36 @@ pub const DISTINCT_PAYLOADS: u64 = 1024;
 /// Longest warm-up before a run is measured.
 pub const MAX_WARMUP: Duration = Duration::from_millis(500);
 
+/// Progress on stderr when it is a terminal.
+pub(crate) fn say(on: bool, msg: impl std::fmt::Display) {
+    if on {
+        eprintln!("bench: {msg}");
+    }
+}
+
+/// A fresh scratch directory `PREFIX…` inside `dir` (default: the system's temporary
+/// directory), removed when dropped.
+pub(crate) fn scratch_dir(
+    dir: Option<&std::path::Path>,
+    prefix: &str,
+) -> anyhow::Result<tempfile::TempDir> {
+    let parent = dir.map_or_else(std::env::temp_dir, std::path::Path::to_path_buf);
+    std::fs::create_dir_all(&parent).with_context(|| format!("create {}", parent.display()))?;
+    tempfile::Builder::new()
+        .prefix(prefix)
+        .tempdir_in(&parent)
+        .with_context(|| format!("temporary directory in {}", parent.display()))
+}
+
+/// `--clients`: one or more counts, each at least 1.
+pub(crate) fn check_clients(clients: &[usize]) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        !clients.is_empty() && clients.iter().all(|&c| c > 0),
+        "--clients must be one or more counts of at least 1"
+    );
+    Ok(())
+}
+
 /// Durability of the benchmark log (`--durability`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum DurabilityArg {

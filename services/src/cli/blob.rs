@@ -161,14 +161,7 @@ pub fn put(args: &PutArgs, out: &mut dyn Write) -> anyhow::Result<()> {
 
 /// `hearth get HASH`.
 pub fn get(args: &GetArgs, out: &mut dyn Write) -> anyhow::Result<()> {
-    let want = hex::decode(&args.hash)
-        .filter(|h| h.len() == 32)
-        .with_context(|| format!("{:?} is not a blob hash (64 hex characters)", args.hash))?;
-    let url = format!(
-        "{}/v1/blobs/{}",
-        args.server.server.trim_end_matches('/'),
-        args.hash.to_ascii_lowercase()
-    );
+    let (want, url) = blob_url(&args.server, &args.hash, "")?;
     let part = args.output.as_ref().map(|p| part_path(p));
     let result = runtime()?.block_on(async {
         let resp = reqwest::Client::new()
@@ -215,14 +208,7 @@ pub fn get(args: &GetArgs, out: &mut dyn Write) -> anyhow::Result<()> {
 
 /// `hearth status HASH`.
 pub fn status(args: &StatusArgs, out: &mut dyn Write) -> anyhow::Result<()> {
-    hex::decode(&args.hash)
-        .filter(|h| h.len() == 32)
-        .with_context(|| format!("{:?} is not a blob hash (64 hex characters)", args.hash))?;
-    let url = format!(
-        "{}/v1/blobs/{}/status",
-        args.server.server.trim_end_matches('/'),
-        args.hash.to_ascii_lowercase()
-    );
+    let (_, url) = blob_url(&args.server, &args.hash, "/status")?;
     let st: BlobStatus = runtime()?.block_on(async {
         let resp = reqwest::Client::new()
             .get(&url)
@@ -280,14 +266,7 @@ pub fn status(args: &StatusArgs, out: &mut dyn Write) -> anyhow::Result<()> {
 
 /// `hearth rm HASH`.
 pub fn rm(args: &RmArgs, out: &mut dyn Write) -> anyhow::Result<()> {
-    hex::decode(&args.hash)
-        .filter(|h| h.len() == 32)
-        .with_context(|| format!("{:?} is not a blob hash (64 hex characters)", args.hash))?;
-    let url = format!(
-        "{}/v1/blobs/{}",
-        args.server.server.trim_end_matches('/'),
-        args.hash.to_ascii_lowercase()
-    );
+    let (_, url) = blob_url(&args.server, &args.hash, "")?;
     let reply: DeleteReply = runtime()?.block_on(async {
         let mut req = reqwest::Client::new().delete(&url);
         if let Some(t) = &args.server.admin_token {
@@ -303,6 +282,20 @@ pub fn rm(args: &RmArgs, out: &mut dyn Write) -> anyhow::Result<()> {
     })?;
     writeln!(out, "deleted {} at log index {}", reply.hash, reply.index)?;
     Ok(())
+}
+
+/// The hash's bytes and the URL of `/v1/blobs/HASH{suffix}` on the server; a clear error for
+/// something that is not a blob hash.
+fn blob_url(server: &ServerArgs, hash: &str, suffix: &str) -> anyhow::Result<(Vec<u8>, String)> {
+    let bytes = hex::decode(hash)
+        .filter(|h| h.len() == 32)
+        .with_context(|| format!("{hash:?} is not a blob hash (64 hex characters)"))?;
+    let url = format!(
+        "{}/v1/blobs/{}{suffix}",
+        server.server.trim_end_matches('/'),
+        hash.to_ascii_lowercase()
+    );
+    Ok((bytes, url))
 }
 
 fn part_path(p: &Path) -> PathBuf {
