@@ -636,3 +636,47 @@ async fn delete_leaves_a_tombstone_removes_the_copies_and_the_bytes_can_come_bac
         .all(|sh| sh.holders.len() == 1 && sh.local == "intact"));
     s.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_blob_put_on_one_member_is_read_on_another_with_its_index() {
+    let a = Server::start().await;
+    let url = a.url.clone();
+    let b = Server::start_with(|st| st.join = Some(url)).await;
+    let c = reqwest::Client::new();
+    let big = blob(2_500_000, 31);
+    let (_, big_reply) = put(&c, &a, big.clone()).await;
+    let (_, small_reply) = put(&c, &a, b"inline everywhere".to_vec()).await;
+
+    // On the other member, with the index from the PUT: inline from its own index, sharded
+    // from the holder, every stripe verified on the way.
+    let r = c
+        .get(format!(
+            "{}/v1/blobs/{}?after={}",
+            b.url, big_reply.hash, big_reply.index
+        ))
+        .send()
+        .await
+        .expect("get");
+    assert_eq!(r.status(), StatusCode::OK);
+    assert!(r.bytes().await.expect("body") == big);
+    let r = c
+        .get(format!("{}/v1/blobs/{}", b.url, big_reply.hash))
+        .header("Hearth-After", small_reply.index.to_string())
+        .header("Range", "bytes=1048570-1048590")
+        .send()
+        .await
+        .expect("range");
+    assert_eq!(r.status(), StatusCode::PARTIAL_CONTENT);
+    assert!(r.bytes().await.expect("body")[..] == big[1_048_570..1_048_591]);
+    let (st, got) = get(&c, &b, &small_reply.hash, None).await;
+    assert_eq!(st, StatusCode::OK);
+    assert_eq!(&got[..], b"inline everywhere");
+    assert!(!b.node.shards().has_blob(
+        &hearth_services::hex::decode(&big_reply.hash)
+            .expect("hex")
+            .try_into()
+            .expect("32 bytes")
+    ));
+    b.shutdown().await;
+    a.shutdown().await;
+}

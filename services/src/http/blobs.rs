@@ -428,8 +428,10 @@ pub(super) async fn get_blob(
         Body::from(Bytes::copy_from_slice(
             &inline[want.start as usize..want.end as usize],
         ))
-    } else {
+    } else if node.shards().has_blob(&hash) {
         stream_shards(&node, &hash, &record, want).await?
+    } else {
+        stream_from_holders(&node, &hash, &record, want).await?
     };
     Ok((status, resp_headers, body).into_response())
 }
@@ -488,6 +490,128 @@ async fn stream_shards(
     });
     let stream = futures::stream::once(async move { Ok::<_, std::io::Error>(first) }).chain(rest);
     Ok(Body::from_stream(stream))
+}
+
+/// Reads `want` from another member that holds the blob's shards (this node holds none): the
+/// stripes covering `want` are fetched over HTTP and each is checked against the manifest's
+/// stripe hash before any of its bytes are passed on. Holders are tried in turn until one
+/// answers; the first stripe is verified before the answer starts.
+async fn stream_from_holders(
+    node: &Node,
+    hash: &[u8; 32],
+    record: &BlobRecord,
+    want: Range<u64>,
+) -> Result<Body, ApiError> {
+    let layout =
+        existing_layout(record).ok_or_else(|| internal("the blob's manifest is invalid"))?;
+    let stripes = layout.stripes_for(want.clone());
+    if stripes.is_empty() {
+        return Ok(Body::empty());
+    }
+    let aligned =
+        layout.stripe_range(stripes.start).start..layout.stripe_range(stripes.end - 1).end;
+    let mut last_error = String::from("no other member holds its shards");
+    for url in node.holder_urls(hash).map_err(internal)? {
+        let resp = node
+            .client()
+            .get(format!(
+                "{url}/v1/blobs/{}?after={}",
+                hex::encode(hash),
+                record.accepted_index
+            ))
+            .header(
+                header::RANGE,
+                format!("bytes={}-{}", aligned.start, aligned.end - 1),
+            )
+            .send()
+            .await;
+        let resp = match resp {
+            Ok(r) if r.status().is_success() => r,
+            Ok(r) => {
+                last_error = format!("{url} answered {}", r.status());
+                continue;
+            }
+            Err(e) => {
+                last_error = format!("{url}: {e}");
+                continue;
+            }
+        };
+        let mut verifier = StripeVerifier {
+            layout,
+            hashes: record.stripe_hashes.clone(),
+            stripe: stripes.start,
+            buf: Vec::new(),
+            want: want.clone(),
+            body: resp.bytes_stream(),
+        };
+        match verifier.next_piece().await {
+            Ok(Some(first)) => {
+                let rest = futures::stream::unfold(verifier, |mut v| async move {
+                    match v.next_piece().await {
+                        Ok(Some(bytes)) => Some((Ok(bytes), v)),
+                        Ok(None) => None,
+                        Err(e) => Some((Err(std::io::Error::other(e)), v)),
+                    }
+                });
+                let stream = futures::stream::once(async move { Ok(first) }).chain(rest);
+                return Ok(Body::from_stream(stream));
+            }
+            Ok(None) => return Ok(Body::empty()),
+            Err(e) => last_error = format!("{url}: {e}"),
+        }
+    }
+    Err(ApiError::unavailable(format!(
+        "this node holds no shard of the blob and no holder could serve it: {last_error}"
+    )))
+}
+
+/// Cuts a holder's answer into stripes, checks each against its hash, and hands out the part
+/// of each that was asked for.
+struct StripeVerifier<S> {
+    layout: Layout,
+    hashes: Vec<Vec<u8>>,
+    /// The next stripe to complete.
+    stripe: u64,
+    buf: Vec<u8>,
+    want: Range<u64>,
+    body: S,
+}
+
+impl<S> StripeVerifier<S>
+where
+    S: futures::Stream<Item = reqwest::Result<Bytes>> + Unpin,
+{
+    /// The asked-for bytes of the next verified stripe; `None` at the end.
+    async fn next_piece(&mut self) -> Result<Option<Bytes>, String> {
+        let end = self.layout.stripes_for(self.want.clone()).end;
+        if self.stripe >= end {
+            return Ok(None);
+        }
+        let range = self.layout.stripe_range(self.stripe);
+        let len = (range.end - range.start) as usize;
+        while self.buf.len() < len {
+            match self.body.next().await {
+                Some(Ok(piece)) => self.buf.extend_from_slice(&piece),
+                Some(Err(e)) => return Err(format!("the transfer broke off: {e}")),
+                None => return Err("the holder's answer ended early".into()),
+            }
+        }
+        let rest = self.buf.split_off(len);
+        let stripe = std::mem::replace(&mut self.buf, rest);
+        let expected = self.hashes.get(self.stripe as usize);
+        if expected.map(Vec::as_slice) != Some(blake3::hash(&stripe).as_bytes().as_slice()) {
+            return Err(format!(
+                "stripe {} from the holder does not match its hash",
+                self.stripe
+            ));
+        }
+        self.stripe += 1;
+        let from = self.want.start.max(range.start) - range.start;
+        let to = self.want.end.min(range.end) - range.start;
+        Ok(Some(Bytes::copy_from_slice(
+            &stripe[from as usize..to as usize],
+        )))
+    }
 }
 
 /// Parses a single `bytes=` range against `size`; `None` when unsatisfiable or malformed.

@@ -63,6 +63,31 @@ impl Node {
         Ok(free.saturating_sub(self.inner.settings.disk_reserve))
     }
 
+    /// HTTP URLs of the other members holding a shard of blob `hash` (from its placements),
+    /// each once, in shard order.
+    pub fn holder_urls(&self, hash: &[u8; 32]) -> Result<Vec<String>, NodeError> {
+        let me = self.peer_id().to_bytes();
+        let metrics = self.inner.raft.metrics().borrow().clone();
+        let membership = metrics.membership_config.membership();
+        let mut urls: Vec<String> = Vec::new();
+        for (_, holder, _) in self.blob_holders(hash)? {
+            if holder == me {
+                continue;
+            }
+            let url = membership
+                .nodes()
+                .find(|(_, n)| {
+                    libp2p::PeerId::from_bytes(&holder).is_ok_and(|p| p.to_string() == n.peer_id)
+                })
+                .map(|(_, n)| n.http.clone())
+                .filter(|u| !u.is_empty());
+            if let Some(url) = url.filter(|u| !urls.contains(u)) {
+                urls.push(url);
+            }
+        }
+        Ok(urls)
+    }
+
     /// A slot for one blob upload; `None` when `max_blob_puts` are in flight.
     pub fn try_blob_put(&self) -> Option<tokio::sync::SemaphorePermit<'_>> {
         self.inner.blob_puts.try_acquire().ok()
