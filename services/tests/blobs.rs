@@ -680,3 +680,55 @@ async fn a_blob_put_on_one_member_is_read_on_another_with_its_index() {
     b.shutdown().await;
     a.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_need_a_token_when_the_listener_is_not_on_loopback() {
+    // Configured as if listening on every interface (the test still binds 127.0.0.1).
+    let s = Server::start_with(|st| {
+        st.http = "0.0.0.0:7070".parse().expect("addr");
+        st.admin_token = Some("admin-secret".into());
+        st.api_token = Some("app-secret".into());
+    })
+    .await;
+    let c = reqwest::Client::new();
+    let r = c
+        .put(format!("{}/v1/blobs", s.url))
+        .body(b"no token".to_vec())
+        .send()
+        .await
+        .expect("put");
+    let (st, msg) = error_of(r).await;
+    assert_eq!(st, StatusCode::UNAUTHORIZED);
+    assert!(msg.contains("api token"), "{msg}");
+    let r = c
+        .post(format!("{}/v1/events", s.url))
+        .bearer_auth("wrong")
+        .body(Vec::new())
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(error_of(r).await.0, StatusCode::UNAUTHORIZED);
+    for token in ["app-secret", "admin-secret"] {
+        let r = c
+            .put(format!("{}/v1/blobs", s.url))
+            .bearer_auth(token)
+            .body(format!("written with {token}").into_bytes())
+            .send()
+            .await
+            .expect("put");
+        assert_eq!(r.status(), StatusCode::CREATED, "{token}");
+        let reply: BlobReply = r.json().await.expect("json");
+        // Reads need no token.
+        let (st, _) = get(&c, &s, &reply.hash, None).await;
+        assert_eq!(st, StatusCode::OK);
+    }
+    // The admin routes take the admin token only.
+    let r = c
+        .get(format!("{}/v1/admin/node", s.url))
+        .bearer_auth("app-secret")
+        .send()
+        .await
+        .expect("admin");
+    assert_eq!(error_of(r).await.0, StatusCode::UNAUTHORIZED);
+    s.shutdown().await;
+}

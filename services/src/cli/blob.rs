@@ -130,7 +130,7 @@ pub fn put(args: &PutArgs, out: &mut dyn Write) -> anyhow::Result<()> {
             .put(&url)
             .header(reqwest::header::CONTENT_LENGTH, len)
             .body(reqwest::Body::wrap_stream(stream));
-        if let Some(t) = &args.server.admin_token {
+        if let Some(t) = args.server.write_token() {
             req = req.bearer_auth(t);
         }
         let resp = req.send().await.with_context(|| format!("PUT {url}"))?;
@@ -269,7 +269,7 @@ pub fn rm(args: &RmArgs, out: &mut dyn Write) -> anyhow::Result<()> {
     let (_, url) = blob_url(&args.server, &args.hash, "")?;
     let reply: DeleteReply = runtime()?.block_on(async {
         let mut req = reqwest::Client::new().delete(&url);
-        if let Some(t) = &args.server.admin_token {
+        if let Some(t) = args.server.write_token() {
             req = req.bearer_auth(t);
         }
         let resp = req.send().await.with_context(|| format!("DELETE {url}"))?;

@@ -28,6 +28,16 @@ pub struct ServerArgs {
     /// Admin token (needed when the member's HTTP listener is not on loopback).
     #[arg(long, env = "HEARTH_ADMIN_TOKEN", hide_env_values = true)]
     pub admin_token: Option<String>,
+    /// API token for writes (`put`, `rm`); the admin token is used when it is not given.
+    #[arg(long, env = "HEARTH_API_TOKEN", hide_env_values = true)]
+    pub api_token: Option<String>,
+}
+
+impl ServerArgs {
+    /// The token a write sends: the API token, else the admin token.
+    pub fn write_token(&self) -> Option<&str> {
+        self.api_token.as_deref().or(self.admin_token.as_deref())
+    }
 }
 
 /// Arguments of `hearth cluster status`.

@@ -39,6 +39,10 @@ pub struct ServeArgs {
     /// Token admin calls must carry; required when --http is not on loopback.
     #[arg(long, env = "HEARTH_ADMIN_TOKEN", hide_env_values = true)]
     pub admin_token: Option<String>,
+    /// Token writes (events, blobs) may carry instead of the admin token when --http is not on
+    /// loopback.
+    #[arg(long, env = "HEARTH_API_TOKEN", hide_env_values = true)]
+    pub api_token: Option<String>,
     /// Build a raft snapshot every this many entries [default: 100000].
     #[arg(long, env = "HEARTH_SNAPSHOT_EVERY")]
     pub snapshot_every: Option<u64>,
@@ -85,6 +89,7 @@ struct FileConfig {
     join: Option<String>,
     learner: Option<bool>,
     admin_token: Option<String>,
+    api_token: Option<String>,
     snapshot_every: Option<u64>,
     retention: Option<Retention>,
     max_inflight: Option<usize>,
@@ -128,6 +133,7 @@ impl ServeArgs {
         s.join = self.join.clone().or(file.join);
         s.learner = self.learner || file.learner.unwrap_or(false);
         s.admin_token = self.admin_token.clone().or(file.admin_token);
+        s.api_token = self.api_token.clone().or(file.api_token);
         if let Some(n) = self.snapshot_every.or(file.snapshot_every) {
             s.snapshot_every = n;
         }

@@ -10,9 +10,10 @@
 //!
 //! Blobs up to the inline threshold travel inside the committed event; larger ones are
 //! erasure-coded into shard files first (see [`crate::blobs`]) and only their manifest is
-//! committed. Writes need the admin token when the listener is not on loopback.
+//! committed. Writes need the API token (or the admin token) when the listener is not on
+//! loopback.
 
-use super::{check_admin, ApiError};
+use super::{check_writer, ApiError};
 use crate::blobs::{read_range, Layout, Manifest, ShardError, ShardWriter, StripeError};
 use crate::hex;
 use crate::node::Node;
@@ -107,7 +108,7 @@ pub(super) async fn put_blob(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    check_admin(&node, &headers)?;
+    check_writer(&node, &headers)?;
     let Some(_slot) = node.try_blob_put() else {
         return Err(ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -787,7 +788,7 @@ pub(super) async fn delete_blob(
     Path(hash): Path<String>,
     headers: HeaderMap,
 ) -> Result<Json<DeleteReply>, ApiError> {
-    check_admin(&node, &headers)?;
+    check_writer(&node, &headers)?;
     let hash = parse_hash(&hash)?;
     existing(&node, &hash)?;
     let committed = node.delete_blob(&hash).await?;

@@ -14,7 +14,8 @@
 //! | `GET /v1/admin/log/{index}` | [`EntryInfo`] of one entry of this node's log |
 //!
 //! Every error is a JSON [`ErrorBody`] with a 4xx/5xx status; 503 answers carry `Retry-After`.
-//! Admin routes need `Authorization: Bearer TOKEN` when the listener is not on loopback.
+//! When the listener is not on loopback, admin routes need `Authorization: Bearer ADMIN_TOKEN`
+//! and writes (events, blob PUT and DELETE) the API token or the admin token; reads need none.
 
 pub mod blobs;
 
@@ -134,8 +135,10 @@ async fn readyz(State(node): State<Node>) -> Result<Json<serde_json::Value>, Api
 
 async fn write_event(
     State(node): State<Node>,
+    headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<(StatusCode, Json<WriteReply>), ApiError> {
+    check_writer(&node, &headers)?;
     let body = body.map_err(|e| {
         if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
             ApiError::new(
@@ -177,6 +180,32 @@ fn check_admin(node: &Node, headers: &HeaderMap) -> Result<(), ApiError> {
             StatusCode::UNAUTHORIZED,
             "unauthorized",
             "admin calls need Authorization: Bearer <admin token>",
+        ));
+    }
+    Ok(())
+}
+
+/// Writes (events, blobs) need the API token or the admin token when the listener is not on
+/// loopback.
+fn check_writer(node: &Node, headers: &HeaderMap) -> Result<(), ApiError> {
+    if !node.admin_token_required() {
+        return Ok(());
+    }
+    let given = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or_default();
+    let accepted = [node.api_token(), node.admin_token()]
+        .into_iter()
+        .flatten()
+        .filter(|t| !t.is_empty())
+        .any(|t| constant_time_eq(given.as_bytes(), t.as_bytes()));
+    if !accepted {
+        return Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "writes need Authorization: Bearer <api token> (or the admin token)",
         ));
     }
     Ok(())

@@ -415,6 +415,11 @@ impl Node {
         self.inner.settings.admin_token.as_deref()
     }
 
+    /// The token writes (events, blobs) may carry instead of the admin token, if one is set.
+    pub fn api_token(&self) -> Option<&str> {
+        self.inner.settings.api_token.as_deref()
+    }
+
     /// Whether admin calls must carry the token (the HTTP listener is not on loopback).
     pub fn admin_token_required(&self) -> bool {
         !self.inner.settings.http.ip().is_loopback()

@@ -43,6 +43,9 @@ pub struct NodeSettings {
     /// Token admin calls must carry (`Authorization: Bearer …`). Required when the HTTP
     /// listener is not on loopback.
     pub admin_token: Option<String>,
+    /// Token writes (events, blobs) may carry instead of the admin token when the HTTP listener
+    /// is not on loopback, so apps need not hold the admin token.
+    pub api_token: Option<String>,
     /// Build a snapshot every this many entries (it bounds catch-up time).
     pub snapshot_every: u64,
     /// Whether snapshots allow purging the log.
@@ -82,6 +85,7 @@ impl NodeSettings {
             join: None,
             learner: false,
             admin_token: None,
+            api_token: None,
             snapshot_every: 100_000,
             retention: Retention::KeepAll,
             max_inflight: 4096,
