@@ -296,7 +296,7 @@ impl Log {
         let hashed = entries
             .into_iter()
             .map(|e| {
-                let h = payload_hash(&e.payload);
+                let h = e.redacted_from.unwrap_or_else(|| payload_hash(&e.payload));
                 (e, h)
             })
             .collect();

@@ -18,6 +18,11 @@ pub struct Entry {
     pub term: u64,
     /// Opaque bytes (a prost-encoded event envelope in hearth).
     pub payload: Bytes,
+    /// For a copy of an entry that was redacted where it came from (raft replicating a redacted
+    /// entry to another member): the payload hash *as originally appended*. The entry is then
+    /// stored flagged redacted with this hash, so its chain link equals the original's.
+    /// `None` for every ordinary append.
+    pub redacted_from: Option<Hash>,
 }
 
 impl Entry {
@@ -27,6 +32,7 @@ impl Entry {
             index,
             term,
             payload: payload.into(),
+            redacted_from: None,
         }
     }
 }

@@ -16,7 +16,7 @@ use crate::chain::chain_next;
 use crate::error::{LogError, Result};
 use crate::format::{
     align_up, encode_record, finish_batch_header, parse_segment_name, segment_name, RawRecord,
-    RecordKind, SegmentHeader, BATCH_HEADER_LEN, RECORD_HEADER_LEN,
+    RecordKind, SegmentHeader, BATCH_HEADER_LEN, FLAG_REDACTED, RECORD_HEADER_LEN,
 };
 use crate::log::Shared;
 use crate::preparer::Preparer;
@@ -270,7 +270,12 @@ impl Writer {
                     }
                 }
                 for (e, h) in &entries {
-                    self.push_entry(g, e.index, e.term, &e.payload, h);
+                    let flags = if e.redacted_from.is_some() {
+                        FLAG_REDACTED
+                    } else {
+                        0
+                    };
+                    self.push_entry(g, e.index, e.term, &e.payload, h, flags);
                 }
                 Ok(first)
             }
@@ -282,7 +287,7 @@ impl Writer {
                     ));
                 }
                 for (i, (p, h)) in payloads.iter().enumerate() {
-                    self.push_entry(g, first + i as u64, term, p, h);
+                    self.push_entry(g, first + i as u64, term, p, h, 0);
                 }
                 Ok(first)
             }
@@ -351,11 +356,19 @@ impl Writer {
         (st.first_index(), st.last)
     }
 
-    fn push_entry(&mut self, g: &mut Group, index: u64, term: u64, payload: &[u8], h: &Hash) {
+    fn push_entry(
+        &mut self,
+        g: &mut Group,
+        index: u64,
+        term: u64,
+        payload: &[u8],
+        h: &Hash,
+        flags: u8,
+    ) {
         let chain = chain_next(&g.head, index, term, h);
         g.push(RawRecord {
             kind: RecordKind::Entry,
-            flags: 0,
+            flags,
             index,
             term,
             payload_hash: *h,

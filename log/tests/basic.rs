@@ -118,6 +118,37 @@ async fn redaction_keeps_chain() {
     assert_eq!(log.verify(..).unwrap().redacted, 1);
 }
 
+/// A redacted entry copied to another log (raft shipping it to a member) keeps the original's
+/// payload hash, so both logs end with the same chain and both verify.
+#[tokio::test]
+async fn a_copy_of_a_redacted_entry_keeps_the_chain() {
+    let (a_dir, b_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let a = Log::open(a_dir.path(), small_opts()).unwrap();
+    a.append(entries(1, 4, 1)).await.unwrap();
+    a.redact(2, 1..4).await.unwrap();
+    let b = Log::open(b_dir.path(), small_opts()).unwrap();
+    let copies = a
+        .read(..)
+        .unwrap()
+        .into_iter()
+        .map(|r| {
+            let mut e = Entry::new(r.index, r.term, r.payload.clone());
+            e.redacted_from = r.redacted.then_some(r.payload_hash);
+            e
+        })
+        .collect();
+    b.append(copies).await.unwrap();
+    assert_eq!(a.last(), b.last());
+    let rec = &b.read(2..=2).unwrap()[0];
+    assert!(rec.redacted);
+    assert_eq!(rec.payload, a.read(2..=2).unwrap()[0].payload);
+    assert_eq!(b.verify(..).unwrap().redacted, 1);
+    b.close().await.unwrap();
+    let b = Log::open(b_dir.path(), small_opts()).unwrap();
+    assert_eq!(a.last(), b.last());
+    assert_eq!(b.verify(..).unwrap().redacted, 1);
+}
+
 #[tokio::test]
 async fn fsync_failure_poisons() {
     let vfs = SimVfs::new();

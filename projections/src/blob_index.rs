@@ -1,12 +1,15 @@
-//! [`BlobIndexProjection`] (`"blobs-1"`): the blob index. Which blobs the cluster accepted (their
+//! [`BlobIndexProjection`] (`"blobs-2"`): the blob index. Which blobs the cluster accepted (their
 //! manifests), and which holder was assigned, and has confirmed, each of their shards.
 //!
-//! Keys and values (version 1), inside the `blobs-1` column family:
+//! Keys and values (version 2), inside the `blobs-2` column family. Version 2 added
+//! [`BlobRecord::inline_events`] and folds a repeated inline accept as a copy (version 1
+//! rejected it); a node whose store has only `blobs-1` rebuilds the index from its log.
 //!
 //! | key | value |
 //! |---|---|
 //! | `b` ‖ blob hash (32 bytes) | [`BlobRecord`] (protobuf): the manifest and where the log accepted it |
 //! | `h` ‖ blob hash (32 bytes) ‖ shard index u32 BE ‖ holder (PeerId bytes, ≥ 1 byte) | [`HolderRecord`] (protobuf): placement epoch, shard size, confirmation |
+//! | `r` ‖ deletion index u64 BE ‖ blob hash (32 bytes) | empty: a deleted blob whose bytes some log entries carry inline, in deletion order (every member's collector redacts them) |
 //!
 //! The hash and the shard index have fixed sizes, so a key is unambiguous, and a prefix scan of
 //! [`BlobIndexProjection::holders_prefix`] lists one blob's holders in shard order (then holder
@@ -16,14 +19,19 @@
 //!
 //! * `BlobAccepted`: a new blob, inline (`inline_data` present, checked against `size` and the
 //!   hash) or sharded (valid erasure parameters, `k + m` shard hashes, one stripe hash per
-//!   stripe). A hash already in the index is rejected: two nodes accepting the same bytes end
-//!   as one blob, the first in log order.
+//!   stripe). A hash already in the index is not accepted again: two nodes accepting the same
+//!   bytes end as one blob, the first in log order. A later *inline* accept of the same bytes
+//!   is folded as a copy (recorded in [`BlobRecord::inline_events`], since its entry holds the
+//!   bytes too); a later sharded one is rejected. In a redacted entry
+//!   ([`ApplyCtx::redacted`]) inline data that reads as zeros is not hash-checked: it is a
+//!   deleted blob's, already checked when the entry was first applied.
 //! * `ShardPlaced`: shard `s` of a known sharded blob is assigned to a holder, with the
 //!   manifest's shard hash; a newer placement epoch for the same `(blob, shard, holder)`
 //!   replaces the record and resets its confirmation, an equal or older one is rejected.
 //! * `ReplicaConfirmed`: the holder of a placed shard stored it, with the manifest's hash and
 //!   the placed size; confirmed once.
-//! * `BlobDeleted`: a tombstone. The record stays, marked deleted, without its inline bytes;
+//! * `BlobDeleted`: a tombstone. The record stays, marked deleted, without its inline bytes
+//!   (its `inline_events` stay, so every member's collector can redact them from its log);
 //!   placing or confirming its shards is rejected, deleting it again is rejected, and accepting
 //!   the same bytes again starts a new record (placements then need a newer epoch).
 //!
@@ -45,6 +53,8 @@ const MAX_SHARDS: u64 = 256;
 const BLOB_TAG: u8 = b'b';
 /// First byte of a holder record's key.
 const HOLDER_TAG: u8 = b'h';
+/// First byte of a redaction work-list key.
+const REDACT_TAG: u8 = b'r';
 
 /// A blob of the index: its manifest and where in the log it was accepted. Stored under
 /// [`BlobIndexProjection::blob_key`]. Field tags are forever.
@@ -95,6 +105,23 @@ pub struct BlobRecord {
     /// Log time (Unix ms) at which it was deleted (0 unless deleted).
     #[prost(uint64, tag = "15")]
     pub deleted_log_time_ms: u64,
+    /// Every event in the log that carries this blob's bytes inline, in log order: the
+    /// accepting event when the blob is inline, later inline accepts of the same bytes, and
+    /// those of earlier (deleted) records of the same hash. Once the blob is deleted, each
+    /// member's collector redacts the bytes from these entries of its log.
+    #[prost(message, repeated, tag = "16")]
+    pub inline_events: Vec<EventRef>,
+}
+
+/// Where an event sits in the log: `(index, position)`. Field tags are forever.
+#[derive(Clone, Copy, PartialEq, Eq, Message)]
+pub struct EventRef {
+    /// Log index of the entry.
+    #[prost(uint64, tag = "1")]
+    pub index: u64,
+    /// Position of the event in its entry (0 unless the entry is a batch).
+    #[prost(uint32, tag = "2")]
+    pub position: u32,
 }
 
 impl BlobRecord {
@@ -128,17 +155,34 @@ pub struct HolderRecord {
     /// Log time (Unix ms) of the confirmation; 0 while unconfirmed.
     #[prost(uint64, tag = "5")]
     pub confirmed_log_time_ms: u64,
+    /// Log index of the latest assignment.
+    #[prost(uint64, tag = "6")]
+    pub placed_index: u64,
+    /// Position of the latest assignment in its entry.
+    #[prost(uint32, tag = "7")]
+    pub placed_position: u32,
+}
+
+impl HolderRecord {
+    /// Whether this assignment belongs to `blob` as it now stands: placed at or after its
+    /// acceptance. An assignment made for an earlier record of the same hash (accepted,
+    /// deleted, accepted again) is stale: readers skip it, and placing or confirming treats it
+    /// as absent.
+    pub fn is_current(&self, blob: &BlobRecord) -> bool {
+        (self.placed_index, self.placed_position) >= (blob.accepted_index, blob.accepted_position)
+    }
 }
 
 /// The blob index: blob manifests and shard holders, folded from `BlobAccepted`, `ShardPlaced`
 /// and `ReplicaConfirmed` (every other event is ignored).
 ///
-/// Keys and values (version 1):
+/// Keys and values (version 2):
 ///
 /// | key | value |
 /// |---|---|
 /// | [`blob_key`](Self::blob_key): `b` ‖ blob hash (32 bytes) | [`BlobRecord`] (protobuf) |
 /// | [`holder_key`](Self::holder_key): `h` ‖ blob hash (32 bytes) ‖ shard index u32 BE ‖ holder | [`HolderRecord`] (protobuf) |
+/// | [`redact_key`](Self::redact_key): `r` ‖ deletion index u64 BE ‖ blob hash | empty |
 ///
 /// Rules: a blob hash is accepted once (the first in log order wins; an inline blob must match
 /// its size and hash, a sharded one must carry valid erasure parameters, `k + m` shard hashes
@@ -151,7 +195,7 @@ pub struct BlobIndexProjection;
 
 impl BlobIndexProjection {
     /// Versioned name and column family.
-    pub const NAME: &'static str = "blobs-1";
+    pub const NAME: &'static str = "blobs-2";
 
     /// Key of a blob's [`BlobRecord`]: `b` ‖ hash.
     pub fn blob_key(hash: &[u8]) -> Vec<u8> {
@@ -189,6 +233,28 @@ impl BlobIndexProjection {
         let shard = u32::from_be_bytes(rest.get(..4)?.try_into().ok()?);
         let holder = rest.get(4..)?;
         (!holder.is_empty()).then(|| (shard, holder.to_vec()))
+    }
+
+    /// Key of a redaction work-list item: `r` ‖ deletion index u64 BE ‖ blob hash.
+    pub fn redact_key(deleted_index: u64, hash: &[u8]) -> Vec<u8> {
+        let mut key = Vec::with_capacity(1 + 8 + hash.len());
+        key.push(REDACT_TAG);
+        key.extend_from_slice(&deleted_index.to_be_bytes());
+        key.extend_from_slice(hash);
+        key
+    }
+
+    /// Prefix of every [`redact_key`](Self::redact_key), in deletion order.
+    pub const REDACT_PREFIX: &'static [u8] = &[REDACT_TAG];
+
+    /// The deletion index and blob hash of a [`redact_key`](Self::redact_key).
+    pub fn parse_redact_key(key: &[u8]) -> Option<(u64, [u8; HASH_LEN])> {
+        let rest = key.strip_prefix(Self::REDACT_PREFIX)?;
+        let (index, hash) = rest.split_at_checked(8)?;
+        Some((
+            u64::from_be_bytes(index.try_into().ok()?),
+            hash.try_into().ok()?,
+        ))
     }
 
     /// Decodes a stored [`BlobRecord`]; `None` when the bytes are not one.
@@ -229,14 +295,33 @@ fn accept(ctx: &ApplyCtx, e: &BlobAccepted, tx: &mut dyn StateTx) -> Verdict {
     let hash = e.blob_hash.as_ref();
     check_hash_len("blob hash", hash)?;
     let key = BlobIndexProjection::blob_key(hash);
-    if let Some(existing) = read_blob(tx, hash)?.filter(|b| !b.deleted) {
+    let here = EventRef {
+        index: ctx.index,
+        position: ctx.position,
+    };
+    let existing = read_blob(tx, hash)?;
+    if let Some(mut existing) = existing.clone().filter(|b| !b.deleted) {
+        if let Some(data) = &e.inline_data {
+            // The same bytes inline once more (two members accepted them at once): one blob,
+            // whose bytes this entry carries too, so a delete must redact it as well.
+            check_inline(ctx, hash, e.size, data)?;
+            existing.inline_events.push(here);
+            tx.put(&key, &existing.encode_to_vec());
+            return Ok(());
+        }
         return Err(format!(
             "blob {} already accepted at index {}",
             hex(hash),
             existing.accepted_index
         ));
     }
+    if let Some(old) = existing.as_ref().filter(|b| !b.inline_events.is_empty()) {
+        // Accepted again after a delete: the bytes are wanted once more, and the entries that
+        // carry them move to the new record (redacted when it is deleted in turn).
+        tx.delete(&BlobIndexProjection::redact_key(old.deleted_index, hash));
+    }
     let mut record = BlobRecord {
+        inline_events: existing.map(|b| b.inline_events).unwrap_or_default(),
         size: e.size,
         accepted_by: e.accepted_by.to_vec(),
         content_type: e.content_type.clone(),
@@ -247,21 +332,7 @@ fn accept(ctx: &ApplyCtx, e: &BlobAccepted, tx: &mut dyn StateTx) -> Verdict {
     };
     match &e.inline_data {
         Some(data) => {
-            if u64::try_from(data.len()).ok() != Some(e.size) {
-                return Err(format!(
-                    "inline data of {} bytes, but size is {}",
-                    data.len(),
-                    e.size
-                ));
-            }
-            let actual = blake3::hash(data);
-            if actual.as_bytes().as_slice() != hash {
-                return Err(format!(
-                    "inline data hashes to {}, not to the blob hash {}",
-                    hex(actual.as_bytes()),
-                    hex(hash)
-                ));
-            }
+            check_inline(ctx, hash, e.size, data)?;
             if e.erasure.is_some() || !e.shard_hashes.is_empty() || !e.stripe_hashes.is_empty() {
                 return Err(
                     "inline blob carries erasure parameters, shard hashes or stripe hashes"
@@ -269,6 +340,7 @@ fn accept(ctx: &ApplyCtx, e: &BlobAccepted, tx: &mut dyn StateTx) -> Verdict {
                 );
             }
             record.inline_data = Some(data.to_vec());
+            record.inline_events.push(here);
         }
         None => {
             let erasure = e
@@ -317,7 +389,7 @@ fn place(ctx: &ApplyCtx, e: &ShardPlaced, tx: &mut dyn StateTx) -> Verdict {
         return Err("empty holder".to_owned());
     }
     let key = BlobIndexProjection::holder_key(hash, shard, &e.holder);
-    if let Some(existing) = read_holder(tx, &key)? {
+    if let Some(existing) = read_holder(tx, &key)?.filter(|h| h.is_current(&blob)) {
         if existing.placement_epoch >= e.placement_epoch {
             return Err(format!(
                 "shard {shard} of blob {} already placed at epoch {} on holder {}; epoch {} is stale",
@@ -334,6 +406,8 @@ fn place(ctx: &ApplyCtx, e: &ShardPlaced, tx: &mut dyn StateTx) -> Verdict {
         placed_log_time_ms: ctx.log_time_ms,
         confirmed: false,
         confirmed_log_time_ms: 0,
+        placed_index: ctx.index,
+        placed_position: ctx.position,
     };
     tx.put(&key, &record.encode_to_vec());
     Ok(())
@@ -344,13 +418,15 @@ fn confirm(ctx: &ApplyCtx, e: &ReplicaConfirmed, tx: &mut dyn StateTx) -> Verdic
     let blob = known_sharded_blob(tx, hash)?;
     let shard = e.shard_index;
     let key = BlobIndexProjection::holder_key(hash, shard, &e.holder);
-    let mut record = read_holder(tx, &key)?.ok_or_else(|| {
-        format!(
-            "shard {shard} of blob {} not placed on holder {}",
-            hex(hash),
-            hex(&e.holder)
-        )
-    })?;
+    let mut record = read_holder(tx, &key)?
+        .filter(|h| h.is_current(&blob))
+        .ok_or_else(|| {
+            format!(
+                "shard {shard} of blob {} not placed on holder {}",
+                hex(hash),
+                hex(&e.holder)
+            )
+        })?;
     check_shard_hash(&blob, hash, shard, &e.shard_hash)?;
     if e.shard_size != record.shard_size {
         return Err(format!(
@@ -404,7 +480,31 @@ fn check_hashes(what: &str, hashes: &[bytes::Bytes], expected: u64) -> Verdict {
     Ok(())
 }
 
-/// The record of blob `hash`, which must be in the index and sharded.
+/// Checks inline `data` against the blob's `size` and `hash`. In a redacted entry the data of
+/// a since-deleted blob reads as zeros: its hash is not checked then (the entry was checked
+/// when it was first applied, and the bytes are dropped again by the delete that follows it in
+/// the log), so a rebuild from a redacted log folds it exactly as the live apply did.
+fn check_inline(ctx: &ApplyCtx, hash: &[u8], size: u64, data: &[u8]) -> Verdict {
+    if u64::try_from(data.len()).ok() != Some(size) {
+        return Err(format!(
+            "inline data of {} bytes, but size is {size}",
+            data.len()
+        ));
+    }
+    if ctx.redacted && data.iter().all(|b| *b == 0) {
+        return Ok(());
+    }
+    let actual = blake3::hash(data);
+    if actual.as_bytes().as_slice() != hash {
+        return Err(format!(
+            "inline data hashes to {}, not to the blob hash {}",
+            hex(actual.as_bytes()),
+            hex(hash)
+        ));
+    }
+    Ok(())
+}
+
 /// A tombstone: the blob stays in the index marked deleted (reads answer "gone", members remove
 /// their shards), and its inline bytes are dropped.
 fn delete(ctx: &ApplyCtx, hash: &[u8], tx: &mut dyn StateTx) -> Verdict {
@@ -422,9 +522,13 @@ fn delete(ctx: &ApplyCtx, hash: &[u8], tx: &mut dyn StateTx) -> Verdict {
     blob.deleted_log_time_ms = ctx.log_time_ms;
     blob.inline_data = None;
     tx.put(&BlobIndexProjection::blob_key(hash), &blob.encode_to_vec());
+    if !blob.inline_events.is_empty() {
+        tx.put(&BlobIndexProjection::redact_key(ctx.index, hash), &[]);
+    }
     Ok(())
 }
 
+/// The record of blob `hash`, which must be in the index and sharded.
 fn known_sharded_blob(tx: &dyn StateTx, hash: &[u8]) -> Result<BlobRecord, String> {
     check_hash_len("blob hash", hash)?;
     let blob = read_blob(tx, hash)?.ok_or_else(|| format!("unknown blob {}", hex(hash)))?;
@@ -500,6 +604,7 @@ mod tests {
             index,
             position: 0,
             log_time_ms: 1_000 + index,
+            redacted: false,
         }
     }
 
@@ -669,6 +774,7 @@ mod tests {
             index: 7,
             position: 2,
             log_time_ms: 1234,
+            redacted: false,
         };
         let event = envelope(Event::BlobAccepted(sharded()));
         assert_eq!(state.apply(&BlobIndexProjection, &c, &event), Applied::Ok);
@@ -746,14 +852,73 @@ mod tests {
             Event::BlobAccepted(sharded()),
             "already accepted at index 1",
         );
-        // Same bytes, inline this time: still the same blob.
+        // Same bytes, inline this time: still the same blob, and that entry holds its bytes.
         let mut same = inline(DATA);
         same.accepted_by = Bytes::from_static(b"other node");
-        assert_rejected(
-            &mut state,
-            Event::BlobAccepted(same),
-            "already accepted at index 1",
+        assert_eq!(
+            apply(&mut state, 2, Event::BlobAccepted(same.clone())),
+            Applied::Ok
         );
+        let record = blob(&state, DATA).expect("blob record");
+        assert_eq!(record.accepted_index, 1);
+        assert_eq!(record.accepted_by, b"acceptor");
+        assert_eq!(
+            record.inline_events,
+            [EventRef {
+                index: 2,
+                position: 0
+            }]
+        );
+        // ... but only bytes that check out.
+        same.inline_data = Some(Bytes::from_static(b"not the data"));
+        same.size = 12;
+        assert_rejected(&mut state, Event::BlobAccepted(same), "hashes to");
+    }
+
+    /// An inline blob accepted, accepted again, deleted and accepted once more: every entry
+    /// holding its bytes is listed, across records; in a redacted entry zeros stand in for
+    /// them, and elsewhere zeros are still checked.
+    #[test]
+    fn tracks_every_entry_holding_inline_bytes() {
+        let mut state = MemState::new();
+        let at = |index| EventRef { index, position: 0 };
+        assert_eq!(
+            apply(&mut state, 1, Event::BlobAccepted(inline(b"hi"))),
+            Applied::Ok
+        );
+        assert_eq!(
+            apply(&mut state, 2, Event::BlobAccepted(inline(b"hi"))),
+            Applied::Ok
+        );
+        let deleted = Event::BlobDeleted(hearth_proto::v1::BlobDeleted {
+            blob_hash: Bytes::copy_from_slice(blake3::hash(b"hi").as_bytes()),
+        });
+        assert_eq!(apply(&mut state, 3, deleted.clone()), Applied::Ok);
+        let record = blob(&state, b"hi").expect("record");
+        assert!(record.deleted && record.inline_data.is_none());
+        assert_eq!(record.inline_events, [at(1), at(2)]);
+        let work = BlobIndexProjection::redact_key(3, blake3::hash(b"hi").as_bytes());
+        assert_eq!(
+            BlobIndexProjection::parse_redact_key(&work),
+            Some((3, *blake3::hash(b"hi").as_bytes()))
+        );
+        assert!(state.entries().contains_key(&work));
+        let mut zeros = inline(b"hi");
+        zeros.inline_data = Some(Bytes::from_static(&[0, 0]));
+        assert_rejected(&mut state, Event::BlobAccepted(zeros.clone()), "hashes to");
+        let redacted = ApplyCtx {
+            redacted: true,
+            ..ctx(5)
+        };
+        let event = envelope(Event::BlobAccepted(zeros));
+        assert_eq!(
+            state.apply(&BlobIndexProjection, &redacted, &event),
+            Applied::Ok
+        );
+        let record = blob(&state, b"hi").expect("record");
+        assert!(!record.deleted);
+        assert_eq!(record.inline_events, [at(1), at(2), at(5)]);
+        assert!(!state.entries().contains_key(&work));
     }
 
     #[test]
@@ -897,6 +1062,8 @@ mod tests {
                 placed_log_time_ms: 1002,
                 confirmed: false,
                 confirmed_log_time_ms: 0,
+                placed_index: 2,
+                placed_position: 0,
             })
         );
         assert_eq!(
@@ -915,6 +1082,8 @@ mod tests {
                 placed_log_time_ms: 1002,
                 confirmed: true,
                 confirmed_log_time_ms: 1004,
+                placed_index: 2,
+                placed_position: 0,
             })
         );
         assert_eq!(
@@ -958,6 +1127,8 @@ mod tests {
                 placed_log_time_ms: 1004,
                 confirmed: false,
                 confirmed_log_time_ms: 0,
+                placed_index: 4,
+                placed_position: 0,
             })
         );
         // The old size no longer matches the placement.

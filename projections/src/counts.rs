@@ -83,6 +83,7 @@ mod tests {
         index: 1,
         position: 0,
         log_time_ms: 0,
+        redacted: false,
     };
 
     fn count(state: &MemState, key: &[u8]) -> Option<u64> {
@@ -147,6 +148,7 @@ mod tests {
                     index: i as u64 + 1,
                     position: 0,
                     log_time_ms: 0,
+                    redacted: false,
                 };
                 state.apply(&CountsProjection, &ctx, e);
             }

@@ -110,6 +110,7 @@ pub(crate) fn apply_entry(
             let at = EventAt {
                 index: entry.index,
                 position: None,
+                redacted: entry.redacted,
             };
             apply_event(projections, cursor, at, payload, base, overlay)
         }
@@ -125,6 +126,7 @@ pub(crate) fn apply_entry(
                 let at = EventAt {
                     index: entry.index,
                     position: Some(position),
+                    redacted: entry.redacted,
                 };
                 outcomes.push(apply_event(
                     projections,
@@ -145,6 +147,7 @@ pub(crate) fn apply_entry(
 struct EventAt {
     index: u64,
     position: Option<u32>,
+    redacted: bool,
 }
 
 impl EventAt {
@@ -196,6 +199,7 @@ fn apply_event(
         index: at.index,
         position: at.position.unwrap_or(0),
         log_time_ms: cursor.log_time_ms,
+        redacted: at.redacted,
     };
     let mut rejected_by = Vec::new();
     for (table, projection) in projections.iter().enumerate() {

@@ -11,6 +11,10 @@ pub struct CommittedEntry {
     pub term: u64,
     /// What the entry carries.
     pub payload: EntryData,
+    /// Whether the log entry was redacted (part of its payload zeroed in place after it was
+    /// committed, such as a deleted blob's inline bytes): events then see
+    /// [`ApplyCtx::redacted`](crate::ApplyCtx::redacted).
+    pub redacted: bool,
 }
 
 impl CommittedEntry {
@@ -20,6 +24,7 @@ impl CommittedEntry {
             index,
             term,
             payload: EntryData::Event(envelope.into()),
+            redacted: false,
         }
     }
 
@@ -30,6 +35,7 @@ impl CommittedEntry {
             index,
             term,
             payload: EntryData::Batch(envelopes),
+            redacted: false,
         }
     }
 
@@ -39,7 +45,14 @@ impl CommittedEntry {
             index,
             term,
             payload: EntryData::Other,
+            redacted: false,
         }
+    }
+
+    /// The same entry, marked as read from a redacted log record (or not).
+    pub fn with_redacted(mut self, redacted: bool) -> Self {
+        self.redacted = redacted;
+        self
     }
 }
 

@@ -29,7 +29,7 @@
 //!   max of the proposers' clocks so far), no randomness, no IO, never an error: an event whose
 //!   preconditions fail is [`Applied::Rejected`] and recorded. [`MemState`] tests a fold on
 //!   plain data. [`CountsProjection`] is the first real projection.
-//! * [`BlobIndexProjection`] (`"blobs-1"`): the blob index, folded from `BlobAccepted`,
+//! * [`BlobIndexProjection`] (`"blobs-2"`): the blob index, folded from `BlobAccepted`,
 //!   `ShardPlaced` and `ReplicaConfirmed`: each blob's manifest ([`BlobRecord`]) and the holder
 //!   of each of its shards ([`HolderRecord`]), read back with [`ProjectionStore::get`] and
 //!   [`ProjectionStore::scan_prefix`].
@@ -61,7 +61,7 @@ mod mem_store;
 mod projection;
 mod store;
 
-pub use blob_index::{BlobIndexProjection, BlobRecord, HolderRecord};
+pub use blob_index::{BlobIndexProjection, BlobRecord, EventRef, HolderRecord};
 pub use counts::CountsProjection;
 pub use digest::{Digester, Digests};
 pub use entry::{CommittedEntry, EntryData, Outcome, ProjectionRejection, Rejection};

@@ -14,6 +14,11 @@ pub struct ApplyCtx {
     /// Log time in Unix milliseconds: the maximum of every `proposed_at_unix_ms` seen in the log
     /// up to and including this entry. Never goes backwards, and is the same on every node.
     pub log_time_ms: u64,
+    /// The entry carrying the event was redacted after it was committed: bytes that a
+    /// projection dropped when the blob was deleted (inline data) may read as zeros. A
+    /// projection must fold such an event to the same state as the original, which it can
+    /// because every redacted byte range is data whose own hash the event carries.
+    pub redacted: bool,
 }
 
 /// What a projection made of one event.

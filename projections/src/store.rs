@@ -349,11 +349,22 @@ impl ProjectionStore {
 
     /// Every committed `(key, value)` of a table whose key starts with `prefix`, in key order.
     pub fn scan_prefix(&self, table: &str, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        self.scan_prefix_from(table, prefix, prefix)
+    }
+
+    /// Like [`scan_prefix`](Self::scan_prefix), starting at the first key at or after `from`.
+    pub fn scan_prefix_from(
+        &self,
+        table: &str,
+        prefix: &[u8],
+        from: &[u8],
+    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
         let cf = self.table_cf(table)?;
         let mut out = Vec::new();
+        let from = if from < prefix { prefix } else { from };
         for item in self
             .db
-            .iterator_cf(cf, IteratorMode::From(prefix, Direction::Forward))
+            .iterator_cf(cf, IteratorMode::From(from, Direction::Forward))
         {
             let (key, value) = item.map_err(db_error(&self.path, "iterate"))?;
             if !key.starts_with(prefix) {
@@ -362,6 +373,19 @@ impl ProjectionStore {
             out.push((key.into_vec(), value.into_vec()));
         }
         Ok(out)
+    }
+
+    /// Flushes, then compacts a table's whole key range down to the last level, so values that
+    /// were overwritten or deleted (a deleted blob's inline bytes) no longer sit in older
+    /// files (the store writes no RocksDB WAL, so the flush leaves no other copy).
+    pub fn compact(&self, table: &str) -> Result<()> {
+        self.flush_all()?;
+        let cf = self.table_cf(table)?;
+        let mut opts = rocksdb::CompactOptions::default();
+        opts.set_bottommost_level_compaction(rocksdb::BottommostLevelCompaction::Force);
+        self.db
+            .compact_range_cf_opt(cf, None::<&[u8]>, None::<&[u8]>, &opts);
+        Ok(())
     }
 
     /// Directory of the store.

@@ -1,4 +1,4 @@
-//! The blob index (`"blobs-1"`) on the real runtime: any log of blob events (valid and invalid,
+//! The blob index (`"blobs-2"`) on the real runtime: any log of blob events (valid and invalid,
 //! single and batched), applied incrementally with random batch sizes, reopens and crashes,
 //! ends with the same digests and outcomes as a rebuild and as the in-memory model; and what
 //! it folded reads back through `ProjectionStore::get` / `scan_prefix`.
@@ -8,12 +8,13 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use hearth_projections::{
-    BlobIndexProjection, BlobRecord, CommittedEntry, CountsProjection, HolderRecord, MemStore,
-    Outcome, Projection, ProjectionRejection, ProjectionStore,
+    BlobIndexProjection, BlobRecord, CommittedEntry, CountsProjection, EntryData, HolderRecord,
+    MemStore, Outcome, Projection, ProjectionRejection, ProjectionStore,
 };
 use hearth_proto::v1::envelope::Event;
 use hearth_proto::v1::{
-    BlobAccepted, Envelope, ErasureParams, PeerSeen, ReplicaConfirmed, RequestId, ShardPlaced,
+    BlobAccepted, BlobDeleted, Envelope, ErasureParams, PeerSeen, ReplicaConfirmed, RequestId,
+    ShardPlaced,
 };
 use proptest::prelude::*;
 use prost::Message;
@@ -161,6 +162,8 @@ enum Ev {
     ConfirmLatest { wrong_size: bool },
     /// An event the blob index ignores.
     Peer { node: u8 },
+    /// A tombstone.
+    Delete { blob: usize },
 }
 
 #[derive(Clone, Debug)]
@@ -213,6 +216,7 @@ fn ev() -> impl Strategy<Value = Ev> {
             }),
         3 => prop::bool::weighted(0.1).prop_map(|wrong_size| Ev::ConfirmLatest { wrong_size }),
         1 => (0u8..3).prop_map(|node| Ev::Peer { node }),
+        1 => blob_ref().prop_map(|blob| Ev::Delete { blob }),
     ]
 }
 
@@ -360,6 +364,12 @@ fn event(blobs: &[Blob], ev: &Ev) -> (u8, Event) {
             (holder, Event::ReplicaConfirmed(e))
         }
         Ev::Peer { node } => peer_seen(node),
+        Ev::Delete { blob } => (
+            0,
+            Event::BlobDeleted(BlobDeleted {
+                blob_hash: blobs[blob].hash.clone(),
+            }),
+        ),
         // `Builder::payload` turns it into a `Confirm` (or a `Peer`) first.
         Ev::ConfirmLatest { .. } => peer_seen(0),
     }
@@ -396,6 +406,33 @@ fn entries(specs: &[Spec]) -> Vec<CommittedEntry> {
         .collect()
 }
 
+/// `log` with the inline bytes of every deleted blob of the index (its redaction work list)
+/// zeroed where they were carried, and those entries flagged redacted.
+fn redact(log: &[CommittedEntry], table: &BTreeMap<Vec<u8>, Vec<u8>>) -> Vec<CommittedEntry> {
+    let mut log = log.to_vec();
+    for key in table.keys().filter(|k| k.first() == Some(&b'r')) {
+        let (_, hash) = BlobIndexProjection::parse_redact_key(key).expect("work-list key");
+        let blob = table
+            .get(&BlobIndexProjection::blob_key(&hash))
+            .and_then(|v| BlobIndexProjection::decode_blob(v))
+            .expect("the deleted blob's record");
+        for at in blob.inline_events {
+            let entry = &mut log[(at.index - 1) as usize];
+            let envelope = match &mut entry.payload {
+                EntryData::Event(e) => e,
+                EntryData::Batch(es) => &mut es[at.position as usize],
+                EntryData::Other => panic!("inline event at a non-event entry {}", at.index),
+            };
+            let mut bytes = envelope.to_vec();
+            let range = hearth_proto::inline_data_range(&bytes).expect("inline data");
+            bytes[range].fill(0);
+            *envelope = Bytes::from(bytes);
+            entry.redacted = true;
+        }
+    }
+    log
+}
+
 fn applied_pos(store: &ProjectionStore) -> usize {
     store.applied().map_or(0, |(index, _)| index as usize)
 }
@@ -423,15 +460,30 @@ fn check_invariants(table: &BTreeMap<Vec<u8>, Vec<u8>>) -> Result<(), TestCaseEr
                     .and_then(|v| BlobIndexProjection::decode_blob(v));
                 prop_assert!(blob.is_some(), "holder of a blob not in the index");
                 let blob = blob.unwrap_or_default();
-                prop_assert!(!blob.is_inline());
-                prop_assert!(u64::from(shard) < blob.shard_count());
                 let holder = BlobIndexProjection::decode_holder(value);
                 prop_assert!(holder.is_some(), "undecodable holder record");
                 let holder = holder.unwrap_or_default();
+                if !holder.is_current(&blob) {
+                    // Left from an earlier record of the same hash: skipped by everyone.
+                    continue;
+                }
+                prop_assert!(!blob.is_inline());
+                prop_assert!(u64::from(shard) < blob.shard_count());
                 prop_assert!(holder.confirmed || holder.confirmed_log_time_ms == 0);
                 prop_assert!(
                     !holder.confirmed || holder.confirmed_log_time_ms >= holder.placed_log_time_ms
                 );
+            }
+            Some(b'r') => {
+                let parsed = BlobIndexProjection::parse_redact_key(key);
+                prop_assert!(parsed.is_some(), "unparsable work-list key {:?}", key);
+                let (deleted_index, hash) = parsed.unwrap_or_default();
+                let blob = table
+                    .get(&BlobIndexProjection::blob_key(&hash))
+                    .and_then(|v| BlobIndexProjection::decode_blob(v))
+                    .unwrap_or_default();
+                prop_assert!(blob.deleted && blob.deleted_index == deleted_index);
+                prop_assert!(!blob.inline_events.is_empty());
             }
             _ => prop_assert!(false, "unexpected key {:?}", key),
         }
@@ -503,6 +555,13 @@ proptest! {
 
         let table = model.table(BlobIndexProjection::NAME).map_err(fail)?;
         check_invariants(table)?;
+
+        // The log as the collector leaves it (deleted blobs' inline bytes zeroed, the entries
+        // flagged redacted) rebuilds to the same digests.
+        let redacted_dir = tempfile::tempdir().map_err(|e| TestCaseError::fail(e.to_string()))?;
+        let redacted = ProjectionStore::rebuild(redacted_dir.path().join("r"), projections(), redact(&log, table))
+            .map_err(fail)?;
+        prop_assert_eq!(&redacted.digests().map_err(fail)?, &live);
         let live_table = store.scan_prefix(BlobIndexProjection::NAME, b"").map_err(fail)?;
         prop_assert_eq!(live_table, table.clone().into_iter().collect::<Vec<_>>());
     }
@@ -573,11 +632,11 @@ fn accept_place_confirm_reads_back_through_the_store() -> Result<(), Box<dyn std
             ],
         ),
         CommittedEntry::event(3, 1, envelope(4, 300, confirm(&blob, 0, 2))),
-        // The same bytes accepted by another node: one blob, the first.
+        // The same bytes accepted (sharded) by another node: one blob, the first.
         CommittedEntry::event(
             4,
             1,
-            envelope(5, 400, Event::BlobAccepted(blob.accepted(true, 8))),
+            envelope(5, 400, Event::BlobAccepted(blob.accepted(false, 8))),
         ),
         CommittedEntry::event(5, 1, envelope(6, 500, confirm(&blob, 0, 2))),
     ];
@@ -588,7 +647,7 @@ fn accept_place_confirm_reads_back_through_the_store() -> Result<(), Box<dyn std
         matches!(
             &outcomes[..],
             [.., Outcome::Applied { rejected_by }]
-                if matches!(&rejected_by[..], [ProjectionRejection { projection: "blobs-1", reason: r }] if r.contains(reason))
+                if matches!(&rejected_by[..], [ProjectionRejection { projection: "blobs-2", reason: r }] if r.contains(reason))
         )
     };
     assert!(rejected("already confirmed"), "{:?}", outcomes[4]);
@@ -638,19 +697,27 @@ fn accept_place_confirm_reads_back_through_the_store() -> Result<(), Box<dyn std
                 )
             })
             .collect();
-        let placed = |placed_log_time_ms, confirmed_log_time_ms: Option<u64>| HolderRecord {
-            placement_epoch: 1,
-            shard_size: blob.shard_size,
-            placed_log_time_ms,
-            confirmed: confirmed_log_time_ms.is_some(),
-            confirmed_log_time_ms: confirmed_log_time_ms.unwrap_or(0),
+        // Both placed by entry 2 (a batch: shard 4 first, then shard 0).
+        let placed = |placed_position, placed_log_time_ms, confirmed_log_time_ms: Option<u64>| {
+            HolderRecord {
+                placement_epoch: 1,
+                shard_size: blob.shard_size,
+                placed_log_time_ms,
+                confirmed: confirmed_log_time_ms.is_some(),
+                confirmed_log_time_ms: confirmed_log_time_ms.unwrap_or(0),
+                placed_index: 2,
+                placed_position,
+            }
         };
         assert_eq!(
             holders,
             vec![
                 // Shard order, not log order; log time never goes back (200, then 200).
-                (Some((0, node_id(2).to_vec())), Some(placed(200, Some(300)))),
-                (Some((4, node_id(1).to_vec())), Some(placed(200, None))),
+                (
+                    Some((0, node_id(2).to_vec())),
+                    Some(placed(1, 200, Some(300)))
+                ),
+                (Some((4, node_id(1).to_vec())), Some(placed(0, 200, None))),
             ]
         );
         // Another blob's prefix sees none of them.

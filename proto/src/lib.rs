@@ -19,10 +19,12 @@
 //!
 //! Besides the generated types it offers small helpers: [`encode`] /
 //! [`v1::Envelope::encode_to_bytes`], [`decode_envelope`], [`event_kind`],
-//! and a deterministic event generator for benchmarks in [`sample`].
+//! [`inline_data_range`] (with the field locator in [`wire`]), and a
+//! deterministic event generator for benchmarks in [`sample`].
 
 mod error;
 pub mod sample;
+pub mod wire;
 
 pub use error::ProtoError;
 
@@ -77,6 +79,14 @@ pub fn decode_envelope(bytes: &[u8]) -> Result<Envelope, ProtoError> {
         return Err(ProtoError::MissingEvent);
     }
     Ok(env)
+}
+
+/// Where, inside an encoded [`Envelope`], the `inline_data` of a `BlobAccepted` event lies
+/// (the bytes a blob deletion redacts); `None` for any other event or a malformed envelope.
+pub fn inline_data_range(envelope: &[u8]) -> Option<std::ops::Range<usize>> {
+    /// `Envelope.blob_accepted`, then `BlobAccepted.inline_data` (field numbers are forever).
+    const PATH: [u32; 2] = [10, 6];
+    wire::nested_range(envelope, &PATH)
 }
 
 /// Name of the event kind an envelope carries, e.g. `"BlobAccepted"`, or

@@ -268,10 +268,15 @@ pub fn encode_entry_payload(entry: &Entry) -> Bytes {
 /// Encodes `entry` as a `hearth-log` entry: index and term of its log id, payload as
 /// [`encode_entry_payload`].
 pub fn encode_entry(entry: &Entry) -> hearth_log::Entry {
+    let redacted_from = match &entry.payload {
+        EntryPayload::Normal(p) => p.redacted_from,
+        _ => None,
+    };
     hearth_log::Entry {
         index: entry.log_id.index,
         term: entry.log_id.leader_id.term,
         payload: encode_entry_payload(entry),
+        redacted_from,
     }
 }
 
@@ -315,6 +320,42 @@ pub fn decode_entry(
             record_term,
             log_id: entry.log_id,
         });
+    }
+    Ok(entry)
+}
+
+/// Where, inside a stored entry payload ([`encode_entry_payload`]), the envelope at `position`
+/// lies (0 for a normal entry, `i` for the `i`-th of a batch); `None` when there is none (a
+/// blank or membership entry, a position past the batch) or the payload does not parse.
+pub fn envelope_range(payload: &[u8], position: u32) -> Option<std::ops::Range<usize>> {
+    use hearth_proto::wire::field_range;
+    /// `EntryRecord.normal`, `EntryRecord.batch` and `BatchRecord.envelopes`.
+    const NORMAL: u32 = 5;
+    const BATCH: u32 = 7;
+    const ENVELOPES: u32 = 1;
+    if payload.first() != Some(&ENTRY_VERSION) {
+        return None;
+    }
+    let body = &payload[1..];
+    let at = |r: std::ops::Range<usize>| 1 + r.start..1 + r.end;
+    if let Some(r) = field_range(body, NORMAL, 0) {
+        return (position == 0).then(|| at(r));
+    }
+    let batch = field_range(body, BATCH, 0)?;
+    let inner = field_range(
+        &body[batch.clone()],
+        ENVELOPES,
+        usize::try_from(position).ok()?,
+    )?;
+    Some(at(batch.start + inner.start..batch.start + inner.end))
+}
+
+/// Decodes a `hearth-log` record into an entry (as [`decode_entry`]); a redacted record's
+/// proposal carries the record's kept payload hash ([`Proposal::redacted_from`]).
+pub fn decode_record(rec: &hearth_log::Record) -> Result<Entry, CodecError> {
+    let mut entry = decode_entry(rec.index, rec.term, &rec.payload)?;
+    if let (true, EntryPayload::Normal(p)) = (rec.redacted, &mut entry.payload) {
+        p.redacted_from = Some(rec.payload_hash);
     }
     Ok(entry)
 }
@@ -413,6 +454,20 @@ mod tests {
         }
 
         #[test]
+        fn every_envelope_is_found_where_it_is_stored(entry in arb_entry()) {
+            let payload = encode_entry(&entry).payload;
+            let envelopes = match &entry.payload {
+                EntryPayload::Normal(p) => p.envelopes.clone(),
+                _ => Vec::new(),
+            };
+            for (i, env) in envelopes.iter().enumerate() {
+                let r = envelope_range(&payload, i as u32).expect("found");
+                prop_assert_eq!(&payload[r], &env[..]);
+            }
+            prop_assert_eq!(envelope_range(&payload, envelopes.len() as u32), None);
+        }
+
+        #[test]
         fn meta_round_trips(
             vote in proptest::option::of(arb_vote()),
             committed in proptest::option::of(arb_log_id()),
@@ -427,6 +482,7 @@ mod tests {
             let bytes = Bytes::from(bytes);
             let _ = decode_entry(1, 1, &bytes);
             let _ = decode_meta(&bytes);
+            let _ = envelope_range(&bytes, 1);
         }
 
         #[test]

@@ -2,7 +2,7 @@
 //!
 //! The contract is on [`HearthLogStore`].
 
-use crate::codec::{decode_entry, decode_meta, encode_entry};
+use crate::codec::{decode_meta, decode_record, encode_entry};
 use crate::error::{Result, StoreError};
 use crate::types::{Entry, LogId, RaftMeta, StorageError, TypeConfig, Vote};
 use crate::writer::{purge_log, Op, Shared, State, StoreWriter};
@@ -191,7 +191,7 @@ impl HearthLogStore {
         if let Some(log_hi) = log_hi.filter(|h| lo <= *h) {
             let mut bad = None;
             self.shared.log.scan(lo..=log_hi, |rec| {
-                match decode_entry(rec.index, rec.term, &rec.payload) {
+                match decode_record(&rec) {
                     Ok(e) => out.push(e),
                     Err(source) => {
                         bad = Some(StoreError::CorruptEntry {
@@ -240,8 +240,7 @@ impl HearthLogStore {
         let rec = recs.first().ok_or_else(|| {
             StoreError::Inconsistent(format!("the log's last entry {index} cannot be read"))
         })?;
-        decode_entry(rec.index, rec.term, &rec.payload)
-            .map_err(|source| StoreError::CorruptEntry { index, source })
+        decode_record(rec).map_err(|source| StoreError::CorruptEntry { index, source })
     }
 }
 

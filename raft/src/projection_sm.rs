@@ -259,11 +259,13 @@ impl Inner {
             let term = id.leader_id.term;
             pending.push(match entry.payload {
                 EntryPayload::Normal(mut proposal) => {
+                    let redacted = proposal.redacted_from.is_some();
                     if proposal.envelopes.len() == 1 {
                         let envelope = proposal.envelopes.pop().unwrap_or_default();
-                        CommittedEntry::event(id.index, term, envelope)
+                        CommittedEntry::event(id.index, term, envelope).with_redacted(redacted)
                     } else {
                         CommittedEntry::batch(id.index, term, proposal.envelopes)
+                            .with_redacted(redacted)
                     }
                 }
                 EntryPayload::Blank | EntryPayload::Membership(_) => {

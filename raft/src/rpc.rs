@@ -21,7 +21,7 @@ use openraft::raft::{
     AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
     VoteRequest, VoteResponse,
 };
-use openraft::{SnapshotMeta, SnapshotSegmentId};
+use openraft::{EntryPayload, SnapshotMeta, SnapshotSegmentId};
 use prost::Message;
 
 /// Version byte of every RPC body.
@@ -77,6 +77,21 @@ pub struct AppendRequestRecord {
     /// The leader's committed log id.
     #[prost(message, optional, tag = "4")]
     pub leader_commit: Option<LogIdRecord>,
+    /// The entries that were redacted in the leader's log, with their kept payload hashes
+    /// ([`crate::types::Proposal::redacted_from`]).
+    #[prost(message, repeated, tag = "5")]
+    pub redacted: Vec<RedactedRecord>,
+}
+
+/// One redacted entry of an [`AppendRequestRecord`].
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct RedactedRecord {
+    /// Position of the entry in the request's `entries`.
+    #[prost(uint32, tag = "1")]
+    pub position: u32,
+    /// Its payload hash as originally appended (32 bytes).
+    #[prost(bytes = "bytes", tag = "2")]
+    pub payload_hash: Bytes,
 }
 
 /// An append-entries response.
@@ -307,17 +322,48 @@ pub fn encode_append_request(req: &AppendEntriesRequest<TypeConfig>) -> Vec<u8> 
         prev_log_id: id_rec(&req.prev_log_id),
         entries: req.entries.iter().map(encode_entry_payload).collect(),
         leader_commit: id_rec(&req.leader_commit),
+        redacted: req
+            .entries
+            .iter()
+            .enumerate()
+            .filter_map(|(i, e)| match &e.payload {
+                EntryPayload::Normal(p) => Some(RedactedRecord {
+                    position: u32::try_from(i).ok()?,
+                    payload_hash: Bytes::copy_from_slice(p.redacted_from.as_ref()?),
+                }),
+                _ => None,
+            })
+            .collect(),
     })
 }
 
 /// Decodes an append-entries request; every entry is checked as when read from disk.
 pub fn decode_append_request(bytes: &[u8]) -> Result<AppendEntriesRequest<TypeConfig>, CodecError> {
     let r: AppendRequestRecord = decode(bytes)?;
-    let entries = r
+    let mut entries = r
         .entries
         .iter()
         .map(decode_entry_payload)
         .collect::<Result<Vec<_>, _>>()?;
+    for red in &r.redacted {
+        let hash =
+            <[u8; 32]>::try_from(red.payload_hash.as_ref()).map_err(|_| CodecError::Missing {
+                what: "append-entries request",
+                field: "32-byte payload hash of a redacted entry",
+            })?;
+        match entries
+            .get_mut(red.position as usize)
+            .map(|e| &mut e.payload)
+        {
+            Some(EntryPayload::Normal(p)) => p.redacted_from = Some(hash),
+            _ => {
+                return Err(CodecError::Missing {
+                    what: "append-entries request",
+                    field: "normal entry at a redacted position",
+                })
+            }
+        }
+    }
     Ok(AppendEntriesRequest {
         vote: vote_from(r.vote)?,
         prev_log_id: id_from(&r.prev_log_id),
@@ -436,7 +482,7 @@ pub fn decode_reply(bytes: &[u8]) -> Result<ReplyOutcome, CodecError> {
 mod tests {
     use super::*;
     use crate::types::{Entry, HearthNode, Membership, Proposal};
-    use openraft::{CommittedLeaderId, EntryPayload};
+    use openraft::CommittedLeaderId;
     use std::collections::{BTreeMap, BTreeSet};
 
     fn lid(t: u64, n: u64, i: u64) -> LogId {
@@ -492,6 +538,13 @@ mod tests {
                 Entry {
                     log_id: lid(4, 1, 13),
                     payload: EntryPayload::Blank,
+                },
+                Entry {
+                    log_id: lid(4, 1, 14),
+                    payload: EntryPayload::Normal(Proposal {
+                        envelopes: vec![vec![0, 0, 0].into(), vec![4].into()],
+                        redacted_from: Some([7; 32]),
+                    }),
                 },
             ],
             leader_commit: Some(lid(4, 1, 10)),
@@ -567,8 +620,27 @@ mod tests {
             prev_log_id: None,
             entries: vec![Bytes::from_static(b"\x01garbage")],
             leader_commit: None,
+            redacted: Vec::new(),
         });
         assert!(decode_append_request(&bad).is_err());
+        // A redaction naming no entry, or with a short hash.
+        let entry = Entry {
+            log_id: lid(1, 1, 1),
+            payload: EntryPayload::Normal(Proposal::new(vec![1])),
+        };
+        for (position, len) in [(1, 32), (0, 31)] {
+            let bad = versioned(&AppendRequestRecord {
+                vote: Some(vote_rec(&Vote::new(1, 1))),
+                prev_log_id: None,
+                entries: vec![encode_entry_payload(&entry)],
+                leader_commit: None,
+                redacted: vec![RedactedRecord {
+                    position,
+                    payload_hash: vec![0; len].into(),
+                }],
+            });
+            assert!(decode_append_request(&bad).is_err(), "{position} {len}");
+        }
     }
 
     proptest::proptest! {

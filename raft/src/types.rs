@@ -30,6 +30,13 @@ pub struct HearthNode {
 pub struct Proposal {
     /// The encoded envelopes, in the order they are applied.
     pub envelopes: Vec<Bytes>,
+    /// Set when the entry was read from a log where part of it had been redacted (inline
+    /// bytes of a deleted blob zeroed in place): the entry's payload hash as originally
+    /// appended. It travels with the entry to other members so their copy is stored redacted
+    /// with the same hash and their chain stays equal; the state machine tells the projections
+    /// (a redacted event may carry zeros where its data was). `None` for every new proposal.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub redacted_from: Option<[u8; 32]>,
 }
 
 impl Proposal {
@@ -37,12 +44,16 @@ impl Proposal {
     pub fn new(envelope: impl Into<Bytes>) -> Self {
         Proposal {
             envelopes: vec![envelope.into()],
+            redacted_from: None,
         }
     }
 
     /// A proposal carrying `envelopes`, applied in order.
     pub fn batch(envelopes: Vec<Bytes>) -> Self {
-        Proposal { envelopes }
+        Proposal {
+            envelopes,
+            redacted_from: None,
+        }
     }
 }
 

@@ -732,3 +732,130 @@ async fn writes_need_a_token_when_the_listener_is_not_on_loopback() {
     assert_eq!(error_of(r).await.0, StatusCode::UNAUTHORIZED);
     s.shutdown().await;
 }
+
+/// Every file under `dir` that holds `needle` somewhere.
+fn files_holding(dir: &Path, needle: &[u8]) -> Vec<std::path::PathBuf> {
+    let mut found = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            let path = e.path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if std::fs::read(&path)
+                .is_ok_and(|b| b.windows(needle.len()).any(|w| w == needle))
+            {
+                found.push(path);
+            }
+        }
+    }
+    found
+}
+
+/// Waits (at most 30 s, checking twice a second) until no file under `dir` holds `needle`.
+async fn until_no_file_holds(dir: &Path, needle: &[u8]) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let found = files_holding(dir, needle);
+        if found.is_empty() {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "still holding the deleted bytes after 30 s: {found:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// A deleted inline blob's bytes leave every member's log and blob index: the collector
+/// redacts them (every entry that carried them), a member that joins afterwards receives the
+/// entries already redacted, and yet every chain verifies, the chains are equal, and the
+/// digests of a store built from the redacted log equal those of the store that saw the bytes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleted_inline_bytes_are_redacted_from_every_log_with_equal_chains_and_digests() {
+    let a = Server::start().await;
+    let c = reqwest::Client::new();
+    let noise = |key: &[u8], n: usize| {
+        let mut out = vec![0; n];
+        blake3::Hasher::new()
+            .update(key)
+            .finalize_xof()
+            .fill(&mut out);
+        out
+    };
+    let (secret, kept) = (noise(b"secret", 6_000), noise(b"kept", 5_000));
+    // The same bytes several times at once (some may share an entry) and a blob that stays.
+    let puts = futures::future::join_all((0..4).map(|_| put(&c, &a, secret.clone())).chain([put(
+        &c,
+        &a,
+        kept.clone(),
+    )]))
+    .await;
+    let first = &puts[0].1;
+    assert!(puts[..4]
+        .iter()
+        .all(|(_, r)| r.hash == first.hash && r.index == first.index));
+    let needle = &secret[1_000..1_064];
+    let kept_needle = &kept[1_000..1_064];
+    assert!(
+        !files_holding(a._dir.path(), needle).is_empty(),
+        "the scan finds bytes the log holds"
+    );
+    let r = c
+        .delete(format!("{}/v1/blobs/{}", a.url, first.hash))
+        .send()
+        .await
+        .expect("delete");
+    assert_eq!(r.status(), StatusCode::OK);
+    until_no_file_holds(a._dir.path(), needle).await;
+    assert!(!files_holding(a._dir.path(), kept_needle).is_empty());
+    let (st, got) = get(&c, &a, &puts[4].1.hash, None).await;
+    assert_eq!(st, StatusCode::OK);
+    assert!(got == kept, "the other blob is untouched");
+    let report = a.node.store().log().verify(..).expect("the chain verifies");
+    assert!(report.redacted >= 1, "{report:?}");
+
+    // A member that joins now gets the redacted entries.
+    let url = a.url.clone();
+    let b = Server::start_with(|st| st.join = Some(url)).await;
+    // Both at the same applied head (the join's membership entries included).
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let (ia, ib) = loop {
+        let (ia, ib) = (a.node.info(), b.node.info());
+        if ia.applied_index == ia.last_index && ib.applied_index == ia.last_index {
+            break (ia, ib);
+        }
+        assert!(tokio::time::Instant::now() < deadline, "b never caught up");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let (ea, eb) = (
+        a.node.entry(first.index).expect("a's entry"),
+        b.node.entry(first.index).expect("b's entry"),
+    );
+    assert_eq!(ea.chain, eb.chain, "the redacted entry chains the same");
+    assert_eq!(
+        (ea.term, ea.envelopes_blake3),
+        (eb.term, eb.envelopes_blake3)
+    );
+    assert_eq!(ia.digests, ib.digests, "digests of the redacted log");
+    let head = ia.last_index.expect("head");
+    assert_eq!(
+        a.node.entry(head).map(|e| e.chain),
+        b.node.entry(head).map(|e| e.chain)
+    );
+    let report = b.node.store().log().verify(..).expect("b's chain verifies");
+    assert!(report.redacted >= 1, "{report:?}");
+    assert!(files_holding(b._dir.path(), needle).is_empty());
+    let r = c
+        .get(format!("{}/v1/blobs/{}", b.url, first.hash))
+        .send()
+        .await
+        .expect("get");
+    assert_eq!(r.status(), StatusCode::GONE);
+    b.shutdown().await;
+    a.shutdown().await;
+}

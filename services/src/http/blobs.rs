@@ -230,8 +230,10 @@ pub(super) async fn put_blob(
         .blob(&hash)
         .map_err(internal)?
         .ok_or_else(|| internal("the accepted blob is missing from the index"))?;
-    if committed.rejected.is_some() {
-        // Another write of the same bytes was accepted first: that one is the blob.
+    let first = (record.accepted_index, record.accepted_position);
+    if committed.rejected.is_some() || first != (committed.index, committed.position) {
+        // Another write of the same bytes was accepted first: that one is the blob (an inline
+        // copy is folded into it, a sharded one rejected).
         return Ok((StatusCode::OK, Json(BlobReply::of(&hash, &record))).into_response());
     }
     // Record this node as the holder of every shard it wrote (same entry when they batch). The

@@ -35,11 +35,14 @@ impl Node {
     }
 
     /// Every placement of blob `hash`'s shards: (shard index, holder PeerId bytes, record), in
-    /// shard order.
+    /// shard order; placements made for an earlier record of the same hash are left out.
     pub fn blob_holders(
         &self,
         hash: &[u8; 32],
     ) -> Result<Vec<(u32, Vec<u8>, HolderRecord)>, NodeError> {
+        let Some(blob) = self.blob(hash)? else {
+            return Ok(Vec::new());
+        };
         let prefix = BlobIndexProjection::holders_prefix(hash);
         let rows = self
             .inner
@@ -50,7 +53,8 @@ impl Node {
             .into_iter()
             .filter_map(|(k, v)| {
                 let (shard, holder) = BlobIndexProjection::parse_holder_key(&k)?;
-                Some((shard, holder, BlobIndexProjection::decode_holder(&v)?))
+                let record = BlobIndexProjection::decode_holder(&v)?;
+                record.is_current(&blob).then_some((shard, holder, record))
             })
             .collect())
     }

@@ -28,6 +28,7 @@ pub mod cluster_file;
 mod error;
 pub mod forward;
 pub mod network;
+mod redactor;
 pub mod settings;
 
 pub use cluster_file::ClusterFile;
@@ -135,6 +136,9 @@ struct Inner {
     repairer: crate::blobs::Repairer,
     blob_puts: Semaphore,
     seq: AtomicU64,
+    /// The redactor's cursor: deletions up to this log index have had their inline bytes
+    /// redacted from this node's log (0 at start: the work list is checked again).
+    redacted_through: AtomicU64,
     client: reqwest::Client,
     tasks: Mutex<Vec<JoinHandle<()>>>,
     report: StartReport,
@@ -334,6 +338,7 @@ impl Node {
                 inflight_count: Semaphore::new(settings.max_inflight),
                 inflight_bytes: Semaphore::new(settings.max_inflight_bytes),
                 seq: AtomicU64::new(now_ms() * 1000),
+                redacted_through: AtomicU64::new(0),
                 settings,
                 peer_id,
                 cluster,
@@ -978,7 +983,8 @@ async fn orphan_sweeper(node: Node) {
 /// How often the collector looks for deleted blobs' shards.
 const COLLECT_EVERY: Duration = Duration::from_secs(5);
 
-/// On every member: removes the shards of blobs deleted (by a tombstone committed anywhere).
+/// On every member: removes the shards of blobs deleted (by a tombstone committed anywhere)
+/// and redacts their inline bytes from this node's log.
 async fn collector(node: Node) {
     loop {
         tokio::time::sleep(COLLECT_EVERY).await;
@@ -988,6 +994,11 @@ async fn collector(node: Node) {
             Ok(Ok(n)) => tracing::info!(blobs = n, "removed the shards of deleted blobs"),
             Ok(Err(e)) => tracing::warn!(error = %e, "collecting deleted blobs"),
             Err(e) => tracing::warn!(error = %e, "collecting deleted blobs"),
+        }
+        match node.redact_deleted().await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(entries = n, "redacted deleted blobs' bytes from the log"),
+            Err(e) => tracing::warn!(error = %e, "redacting deleted blobs"),
         }
     }
 }
