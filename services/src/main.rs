@@ -33,7 +33,7 @@ struct Cli {
 enum Command {
     /// Run a node until SIGTERM/Ctrl-C: founds a one-member cluster on an empty data directory,
     /// or joins one with --join.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Look at and change the cluster's membership.
     #[command(subcommand)]
     Cluster(ClusterCommand),

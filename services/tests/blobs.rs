@@ -295,7 +295,9 @@ async fn range_reads_at_the_edges() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lost_and_rotten_shards_are_rebuilt_repaired_and_never_served() {
-    let s = Server::start().await;
+    // Without the stripe cache, so every read goes to the shards (a cached stripe is served
+    // from memory, already verified, and finds nothing to repair).
+    let s = Server::start_with(|st| st.cache_bytes = 0).await;
     let c = reqwest::Client::new();
     let data = blob(3 << 20, 11);
     let (_, reply) = put(&c, &s, data.clone()).await;
@@ -344,6 +346,26 @@ async fn lost_and_rotten_shards_are_rebuilt_repaired_and_never_served() {
     let (st, msg) = error_of(r).await;
     assert_eq!(st, StatusCode::SERVICE_UNAVAILABLE);
     assert!(msg.contains("4 of 7 shards needed, 3 found"), "{msg}");
+    s.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_blob_is_served_from_the_stripe_cache() {
+    let s = Server::start_with(|st| st.cache_bytes = 16 << 20).await;
+    let c = reqwest::Client::new();
+    let data = blob(1 << 20, 17);
+    let (_, reply) = put(&c, &s, data.clone()).await;
+    let (st, got) = get(&c, &s, &reply.hash, None).await;
+    assert_eq!(st, StatusCode::OK);
+    assert!(got == data);
+    assert!(s.node.stripe_cache().weighted_size() >= 1 << 20);
+    // Every shard gone: the verified stripes in memory still serve it, Range included.
+    for i in 0..7 {
+        std::fs::remove_file(s.shard(&reply.hash, i)).expect("rm shard");
+    }
+    let (st, got) = get(&c, &s, &reply.hash, Some("bytes=1000-2999")).await;
+    assert_eq!(st, StatusCode::PARTIAL_CONTENT);
+    assert!(got[..] == data[1000..3000]);
     s.shutdown().await;
 }
 

@@ -134,6 +134,8 @@ impl NodeProcess {
             .arg(data)
             .args(["--http", "127.0.0.1:0", "--p2p", "/ip4/127.0.0.1/tcp/0"])
             .args(["--erasure", "4+3"])
+            // Reads measure the shard path (and the degraded read is not served from memory).
+            .args(["--cache-bytes", "0"])
             .env_remove("HEARTH_CONFIG")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())

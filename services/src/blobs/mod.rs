@@ -12,12 +12,14 @@
 //! * [`shard_store`]: the node's shard files — a streaming writer that encodes, hashes and
 //!   durably publishes a blob's shards, chunk reads and repairs;
 //! * [`reader`]: verified byte ranges of a blob, rebuilding missing or rotten chunks on the way;
+//! * [`cache`]: the memory cache of verified stripes the reader looks in first;
 //! * [`repairer`]: putting those shards right in the background (whole missing files rebuilt,
 //!   rotten chunks rewritten).
 //!
 //! What it is **not** (yet): the HTTP routes and the committed events;
 //! the blob index projection lives in `hearth-projections` (`BlobIndexProjection`).
 
+pub mod cache;
 pub mod layout;
 pub mod policy;
 pub mod reader;
@@ -25,6 +27,7 @@ pub mod repairer;
 pub mod shard_store;
 pub mod stripe;
 
+pub use cache::StripeCache;
 pub use layout::{Layout, LayoutError};
 pub use policy::{ErasurePolicy, PolicyError};
 pub use reader::{apply_repairs, read_range, Manifest, ReadReport, Repair};

@@ -1,6 +1,7 @@
-//! [`read_range`]: verified bytes of a blob from this node's shards.
+//! [`read_range`]: verified bytes of a blob from this node's stripe cache and shards.
 //!
-//! For every stripe the range touches: read the `k` data chunks (the healthy path copies them
+//! For every stripe the range touches: take it from the [`StripeCache`] when it is there;
+//! otherwise read the `k` data chunks (the healthy path copies them
 //! after checking the stripe's blake3), and when one is missing or the hash does not match,
 //! read the parity chunks too
 //! and let [`StripeCodec::decode`] rebuild from any `k` that verify. Every chunk found missing
@@ -10,6 +11,7 @@
 //! [`StripeError::TooFewChunks`] or [`StripeError::NoVerifiedChoice`] ("unavailable: k of n
 //! shards needed, j found"), never wrong bytes.
 
+use super::cache::StripeCache;
 use super::layout::Layout;
 use super::shard_store::{ShardError, ShardStore};
 use super::stripe::StripeCodec;
@@ -73,9 +75,11 @@ pub fn apply_repairs(
     Ok(())
 }
 
-/// Verified bytes `range` (clamped to the blob) of `manifest`'s blob from `store`.
+/// Verified bytes `range` (clamped to the blob) of `manifest`'s blob from `cache` or `store`;
+/// every stripe read from the shards is put in `cache`.
 pub fn read_range(
     store: &ShardStore,
+    cache: &StripeCache,
     manifest: &Manifest,
     range: Range<u64>,
 ) -> Result<(Vec<u8>, ReadReport), ShardError> {
@@ -93,13 +97,19 @@ pub fn read_range(
                 ),
             )));
         };
+        let stripe = l.stripe_range(s);
+        let from = range.start.max(stripe.start) - stripe.start;
+        let to = end.min(stripe.end) - stripe.start;
+        if let Some(data) = cache.get(&manifest.hash, s) {
+            out.extend_from_slice(&data[from as usize..to as usize]);
+            continue;
+        }
         let (offset, len) = (l.shard_offset(s), l.chunk_len(s) as usize);
         let read = |i: u32| store.read_chunk(&manifest.hash, i, offset, len);
         let mut chunks: Vec<Option<Vec<u8>>> = Vec::with_capacity(codec.total());
         for i in 0..l.data_shards() {
             chunks.push(read(i)?);
         }
-        let stripe = l.stripe_range(s);
         let stripe_len = (stripe.end - stripe.start) as usize;
         let mut data = Vec::new();
         if chunks.iter().all(Option::is_some) {
@@ -125,9 +135,8 @@ pub fn read_range(
             }
             data = decoded.data;
         }
-        let from = range.start.max(stripe.start) - stripe.start;
-        let to = end.min(stripe.end) - stripe.start;
         out.extend_from_slice(&data[from as usize..to as usize]);
+        cache.insert(&manifest.hash, s, bytes::Bytes::from(data));
     }
     Ok((out, report))
 }
@@ -178,7 +187,8 @@ mod tests {
             (9_000, 20_000),
             (12_000, 13_000),
         ] {
-            let (got, report) = read_range(&store, &m, a..b).expect("read");
+            let (got, report) =
+                read_range(&store, &StripeCache::disabled(), &m, a..b).expect("read");
             let (a, b) = (a.min(10_000) as usize, b.min(10_000) as usize);
             assert_eq!(got, &data[a..b.max(a)], "{a}..{b}");
             assert!(report.repairs.is_empty());
@@ -194,11 +204,12 @@ mod tests {
         for i in [1, 4, 6] {
             fs::remove_file(store.shard_path(&w.hash, i)).expect("rm");
         }
-        let (got, report) = read_range(&store, &m, 0..10_000).expect("read");
+        let (got, report) =
+            read_range(&store, &StripeCache::disabled(), &m, 0..10_000).expect("read");
         assert_eq!(got, data);
         assert!(report.repaired().iter().any(|(i, _)| *i == 1));
         apply_repairs(&store, &m, &report.repairs).expect("repair");
-        let (_, again) = read_range(&store, &m, 0..10_000).expect("read");
+        let (_, again) = read_range(&store, &StripeCache::disabled(), &m, 0..10_000).expect("read");
         assert!(again.repairs.is_empty(), "data shards repaired: {again:?}");
         let bytes = fs::read(store.shard_path(&w.hash, 1)).expect("shard");
         assert_eq!(*blake3::hash(&bytes).as_bytes(), w.shard_hashes[1]);
@@ -209,21 +220,43 @@ mod tests {
             .open(store.shard_path(&w.hash, 2))
             .expect("open");
         f.write_all_at(&[0xAA], 260).expect("flip");
-        let (got, report) = read_range(&store, &m, 1_500..1_600).expect("read");
+        let (got, report) =
+            read_range(&store, &StripeCache::disabled(), &m, 1_500..1_600).expect("read");
         assert_eq!(got, &data[1_500..1_600]);
         assert_eq!(report.repaired(), [(2, 1)]);
         apply_repairs(&store, &m, &report.repairs).expect("repair");
-        let (_, again) = read_range(&store, &m, 1_500..1_600).expect("read");
+        let (_, again) =
+            read_range(&store, &StripeCache::disabled(), &m, 1_500..1_600).expect("read");
         assert!(again.repairs.is_empty());
 
         // Four data shards gone and parity too thin: unavailable, never wrong bytes.
         for i in 0..4 {
             fs::remove_file(store.shard_path(&w.hash, i)).expect("rm");
         }
-        let e = read_range(&store, &m, 0..10).expect_err("unavailable");
+        let e = read_range(&store, &StripeCache::disabled(), &m, 0..10).expect_err("unavailable");
         assert!(
             e.to_string().contains("4 of 7 shards needed, 3 found"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn cached_stripes_are_served_first() {
+        let data = blob(10_000);
+        let (_d, store, w) = setup(&data, 4, 3, 1_000);
+        let m = manifest(&w);
+        let cache = StripeCache::new(1 << 20);
+        let (got, _) = read_range(&store, &cache, &m, 1_500..3_500).expect("read");
+        assert_eq!(got, &data[1_500..3_500]);
+        // Stripes 1..=3 are cached: with every shard gone they still read, the others do not.
+        for i in 0..7 {
+            fs::remove_file(store.shard_path(&w.hash, i)).expect("rm");
+        }
+        let (got, report) = read_range(&store, &cache, &m, 1_000..4_000).expect("cached");
+        assert_eq!(got, &data[1_000..4_000]);
+        assert!(report.repairs.is_empty());
+        assert!(read_range(&store, &cache, &m, 0..1_000).is_err());
+        cache.remove_blob(&w.hash, m.stripe_hashes.len() as u64);
+        assert!(read_range(&store, &cache, &m, 1_000..2_000).is_err());
     }
 }

@@ -228,7 +228,13 @@ mod tests {
             })
             .count();
         assert_eq!(leftovers, 0);
-        let (got, report) = read_range(&store, &m, 0..data.len() as u64).expect("read");
+        let (got, report) = read_range(
+            &store,
+            &crate::blobs::StripeCache::disabled(),
+            &m,
+            0..data.len() as u64,
+        )
+        .expect("read");
         assert_eq!(got, data);
         assert!(report.repairs.is_empty());
     }
@@ -249,7 +255,13 @@ mod tests {
         };
         let (repairer, _task) = Repairer::start(store.clone());
         fs::remove_file(store.shard_path(&written.hash, 0)).expect("rm");
-        let (got, report) = read_range(&store, &m, 0..30_000).expect("read");
+        let (got, report) = read_range(
+            &store,
+            &crate::blobs::StripeCache::disabled(),
+            &m,
+            0..30_000,
+        )
+        .expect("read");
         assert_eq!(got, data);
         repairer.submit(&m, report);
         let path = store.shard_path(&written.hash, 0);

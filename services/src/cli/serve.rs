@@ -74,6 +74,10 @@ pub struct ServeArgs {
     /// Most blob uploads in flight before the node answers 503 [default: 64].
     #[arg(long, env = "HEARTH_MAX_BLOB_PUTS")]
     pub max_blob_puts: Option<usize>,
+    /// Bytes of verified stripes kept in memory for reads; 0 turns the cache off
+    /// [default: 67108864 (64 MiB)].
+    #[arg(long, env = "HEARTH_CACHE_BYTES")]
+    pub cache_bytes: Option<u64>,
     /// A TOML file with any of the settings above (flags and environment variables win).
     #[arg(long, env = "HEARTH_CONFIG")]
     pub config: Option<PathBuf>,
@@ -99,6 +103,7 @@ struct FileConfig {
     max_blob_bytes: Option<u64>,
     disk_reserve: Option<u64>,
     max_blob_puts: Option<usize>,
+    cache_bytes: Option<u64>,
 }
 
 fn load_file(path: &Path) -> anyhow::Result<FileConfig> {
@@ -162,6 +167,9 @@ impl ServeArgs {
         }
         if let Some(n) = self.max_blob_puts.or(file.max_blob_puts) {
             s.max_blob_puts = n;
+        }
+        if let Some(n) = self.cache_bytes.or(file.cache_bytes) {
+            s.cache_bytes = n;
         }
         s.validate().map_err(anyhow::Error::msg)?;
         Ok(s)

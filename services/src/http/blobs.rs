@@ -461,6 +461,7 @@ async fn stream_shards(
         stripe_hashes,
     };
     let store = node.shards().clone();
+    let cache = node.stripe_cache().clone();
     let piece = READ_PIECE.max(layout.stripe_size());
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Result<Bytes, ShardError>>(READ_AHEAD);
     let repairer = node.repairer().clone();
@@ -468,7 +469,7 @@ async fn stream_shards(
         let mut at = want.start;
         while at < want.end {
             let end = (at + piece).min(want.end);
-            let item = read_range(&store, &manifest, at..end).map(|(bytes, report)| {
+            let item = read_range(&store, &cache, &manifest, at..end).map(|(bytes, report)| {
                 if !report.repairs.is_empty() {
                     repairer.submit(&manifest, report);
                 }

@@ -18,6 +18,11 @@ impl Node {
         &self.inner.shards
     }
 
+    /// The memory cache of verified stripes the read path looks in first.
+    pub fn stripe_cache(&self) -> &crate::blobs::StripeCache {
+        &self.inner.cache
+    }
+
     /// The background worker that puts shards right after reads found them missing or rotten.
     pub fn repairer(&self) -> &crate::blobs::Repairer {
         &self.inner.repairer
@@ -169,8 +174,10 @@ impl Node {
     pub fn collect_deleted(&self) -> Result<usize, NodeError> {
         let mut removed = 0;
         for (hash, _) in self.shards().blob_dirs()? {
-            if self.blob(&hash)?.is_some_and(|b| b.deleted) {
+            if let Some(blob) = self.blob(&hash)?.filter(|b| b.deleted) {
                 self.shards().remove_blob(&hash)?;
+                self.stripe_cache()
+                    .remove_blob(&hash, blob.stripe_hashes.len() as u64);
                 removed += 1;
             }
         }

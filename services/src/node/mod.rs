@@ -134,6 +134,7 @@ struct Inner {
     batcher: Batcher,
     shards: crate::blobs::ShardStore,
     repairer: crate::blobs::Repairer,
+    cache: crate::blobs::StripeCache,
     blob_puts: Semaphore,
     seq: AtomicU64,
     /// The redactor's cursor: deletions up to this log index have had their inline bytes
@@ -334,6 +335,7 @@ impl Node {
                 batcher,
                 shards,
                 repairer,
+                cache: crate::blobs::StripeCache::new(settings.cache_bytes),
                 blob_puts: Semaphore::new(settings.max_blob_puts),
                 inflight_count: Semaphore::new(settings.max_inflight),
                 inflight_bytes: Semaphore::new(settings.max_inflight_bytes),

@@ -64,6 +64,8 @@ pub struct NodeSettings {
     pub disk_reserve: u64,
     /// Most blob uploads in flight on this node; beyond, the API answers 503.
     pub max_blob_puts: usize,
+    /// Bytes of verified stripes kept in memory for reads (0: no cache).
+    pub cache_bytes: u64,
     /// Shard directories no committed event references (a crash between their fsync and the
     /// commit) are removed at start-up once they are this old.
     pub orphan_grace: Duration,
@@ -97,6 +99,7 @@ impl NodeSettings {
             disk_reserve: 256 << 20,
             orphan_grace: Duration::from_secs(600),
             max_blob_puts: 64,
+            cache_bytes: 64 << 20,
             heartbeat: Duration::from_millis(100),
             election_timeout: (Duration::from_millis(500), Duration::from_millis(1000)),
         }
