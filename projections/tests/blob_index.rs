@@ -3,13 +3,16 @@
 //! ends with the same digests and outcomes as a rebuild and as the in-memory model; and what
 //! it folded reads back through `ProjectionStore::get` / `scan_prefix`.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use bytes::Bytes;
+use common::replay::{after, fail, replay_equals_rebuild_and_model};
 use hearth_projections::{
     BlobIndexProjection, BlobRecord, CommittedEntry, CountsProjection, EntryData, HolderRecord,
-    MemStore, Outcome, Projection, ProjectionRejection, ProjectionStore,
+    Outcome, Projection, ProjectionRejection, ProjectionStore,
 };
 use hearth_proto::v1::envelope::Event;
 use hearth_proto::v1::{
@@ -173,17 +176,6 @@ enum Spec {
     Other,
 }
 
-#[derive(Clone, Copy, Debug)]
-enum After {
-    Nothing,
-    Flush,
-    Reopen,
-    /// Lose the unflushed tail, then re-feed from `back` entries before the applied index.
-    Crash {
-        back: usize,
-    },
-}
-
 fn flaw() -> impl Strategy<Value = AcceptFlaw> {
     prop_oneof![
         8 => Just(AcceptFlaw::None),
@@ -229,15 +221,6 @@ fn spec() -> impl Strategy<Value = Spec> {
         8 => timed_ev().prop_map(|(ev, at)| Spec::Event(ev, at)),
         3 => proptest::collection::vec(timed_ev(), 0..6).prop_map(Spec::Batch),
         1 => Just(Spec::Other),
-    ]
-}
-
-fn after() -> impl Strategy<Value = After> {
-    prop_oneof![
-        6 => Just(After::Nothing),
-        1 => Just(After::Flush),
-        1 => Just(After::Reopen),
-        1 => (0usize..6).prop_map(|back| After::Crash { back }),
     ]
 }
 
@@ -433,14 +416,6 @@ fn redact(log: &[CommittedEntry], table: &BTreeMap<Vec<u8>, Vec<u8>>) -> Vec<Com
     log
 }
 
-fn applied_pos(store: &ProjectionStore) -> usize {
-    store.applied().map_or(0, |(index, _)| index as usize)
-}
-
-fn fail(e: hearth_projections::ProjectionError) -> TestCaseError {
-    TestCaseError::fail(e.to_string())
-}
-
 /// What must hold of any blob index, whatever the log: every record decodes, every holder
 /// record belongs to a sharded blob of the index and to one of its shards.
 fn check_invariants(table: &BTreeMap<Vec<u8>, Vec<u8>>) -> Result<(), TestCaseError> {
@@ -501,57 +476,8 @@ proptest! {
     ) {
         let log = entries(&specs);
         let dir = tempfile::tempdir().map_err(|e| TestCaseError::fail(e.to_string()))?;
-        let open = || ProjectionStore::open(dir.path(), projections());
-        let mut store = open().map_err(fail)?;
-        let mut outcomes: BTreeMap<u64, Outcome> = BTreeMap::new();
-        let mut pos = 0;
-        let mut steps = steps.into_iter().cycle().take(64);
-        while pos < log.len() {
-            let (size, after) = steps.next().unwrap_or((log.len(), After::Nothing));
-            let end = (pos + size).min(log.len());
-            let batch = &log[pos..end];
-            for (entry, outcome) in batch.iter().zip(store.apply_batch(batch).map_err(fail)?) {
-                if outcome != Outcome::AlreadyApplied {
-                    outcomes.insert(entry.index, outcome);
-                }
-            }
-            pos = end;
-            let high = applied_pos(&store);
-            prop_assert!(high >= pos);
-            match after {
-                After::Nothing => {}
-                After::Flush => {
-                    let durable = store.flush().map_err(fail)?;
-                    prop_assert_eq!(durable, log.get(high - 1).map(|e| (e.index, e.term)));
-                }
-                After::Reopen => {
-                    drop(store);
-                    store = open().map_err(fail)?;
-                    prop_assert_eq!(applied_pos(&store), high, "a clean close keeps everything");
-                }
-                After::Crash { back } => {
-                    store.close_losing_unflushed();
-                    store = open().map_err(fail)?;
-                    let applied = applied_pos(&store);
-                    prop_assert!(applied <= high);
-                    pos = applied.saturating_sub(back);
-                }
-            }
-        }
-        prop_assert_eq!(store.applied(), log.last().map(|e| (e.index, e.term)));
-        let live = store.digests().map_err(fail)?;
-
-        let rebuilt_dir = tempfile::tempdir().map_err(|e| TestCaseError::fail(e.to_string()))?;
-        let rebuilt = ProjectionStore::rebuild(rebuilt_dir.path().join("r"), projections(), log.clone())
-            .map_err(fail)?;
-        prop_assert_eq!(&rebuilt.digests().map_err(fail)?, &live);
-        prop_assert_eq!(rebuilt.log_time_ms(), store.log_time_ms());
-
-        let mut model = MemStore::new(projections()).map_err(fail)?;
-        let model_outcomes = model.apply_batch(&log).map_err(fail)?;
-        prop_assert_eq!(&model.digests().map_err(fail)?, &live);
-        let expected: BTreeMap<u64, Outcome> = log.iter().map(|e| e.index).zip(model_outcomes).collect();
-        prop_assert_eq!(outcomes, expected);
+        let (store, live, model) =
+            replay_equals_rebuild_and_model(dir.path(), projections, &log, steps)?;
 
         let table = model.table(BlobIndexProjection::NAME).map_err(fail)?;
         check_invariants(table)?;

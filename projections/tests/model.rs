@@ -4,11 +4,10 @@
 
 mod common;
 
-use std::collections::BTreeMap;
-
 use bytes::Bytes;
 use common::projections;
-use hearth_projections::{CommittedEntry, MemStore, Outcome, ProjectionStore};
+use common::replay::{after, replay_equals_rebuild_and_model};
+use hearth_projections::CommittedEntry;
 use proptest::prelude::*;
 
 #[derive(Clone, Debug)]
@@ -26,17 +25,6 @@ enum Spec {
     Batch(Vec<Spec>),
     /// A membership or blank entry.
     Other,
-}
-
-#[derive(Clone, Copy, Debug)]
-enum After {
-    Nothing,
-    Flush,
-    Reopen,
-    /// Lose the unflushed tail, then re-feed from `back` entries before the applied index.
-    Crash {
-        back: usize,
-    },
 }
 
 fn event_spec() -> impl Strategy<Value = Spec> {
@@ -68,15 +56,6 @@ fn payload(spec: &Spec) -> Bytes {
     }
 }
 
-fn after() -> impl Strategy<Value = After> {
-    prop_oneof![
-        6 => Just(After::Nothing),
-        1 => Just(After::Flush),
-        1 => Just(After::Reopen),
-        1 => (0usize..6).prop_map(|back| After::Crash { back }),
-    ]
-}
-
 /// Entries 1..=n; the term grows every 16 entries.
 fn entries(specs: &[Spec]) -> Vec<CommittedEntry> {
     specs
@@ -97,10 +76,6 @@ fn entries(specs: &[Spec]) -> Vec<CommittedEntry> {
         .collect()
 }
 
-fn applied_pos(store: &ProjectionStore) -> usize {
-    store.applied().map_or(0, |(index, _)| index as usize)
-}
-
 proptest! {
     #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
 
@@ -111,60 +86,6 @@ proptest! {
     ) {
         let log = entries(&specs);
         let dir = tempfile::tempdir().map_err(|e| TestCaseError::fail(e.to_string()))?;
-        let open = || ProjectionStore::open(dir.path(), projections());
-        let mut store = open().map_err(fail)?;
-        let mut outcomes: BTreeMap<u64, Outcome> = BTreeMap::new();
-        let mut pos = 0;
-        let mut steps = steps.into_iter().cycle().take(64);
-        while pos < log.len() {
-            let (size, after) = steps.next().unwrap_or((log.len(), After::Nothing));
-            let end = (pos + size).min(log.len());
-            let batch = &log[pos..end];
-            for (entry, outcome) in batch.iter().zip(store.apply_batch(batch).map_err(fail)?) {
-                if outcome != Outcome::AlreadyApplied {
-                    outcomes.insert(entry.index, outcome);
-                }
-            }
-            pos = end;
-            let high = applied_pos(&store);
-            prop_assert!(high >= pos);
-            match after {
-                After::Nothing => {}
-                After::Flush => {
-                    let durable = store.flush().map_err(fail)?;
-                    prop_assert_eq!(durable, log.get(high - 1).map(|e| (e.index, e.term)));
-                }
-                After::Reopen => {
-                    drop(store);
-                    store = open().map_err(fail)?;
-                    prop_assert_eq!(applied_pos(&store), high, "a clean close keeps everything");
-                }
-                After::Crash { back } => {
-                    store.close_losing_unflushed();
-                    store = open().map_err(fail)?;
-                    let applied = applied_pos(&store);
-                    prop_assert!(applied <= high);
-                    pos = applied.saturating_sub(back);
-                }
-            }
-        }
-        prop_assert_eq!(store.applied(), log.last().map(|e| (e.index, e.term)));
-        let live = store.digests().map_err(fail)?;
-
-        let rebuilt_dir = tempfile::tempdir().map_err(|e| TestCaseError::fail(e.to_string()))?;
-        let rebuilt = ProjectionStore::rebuild(rebuilt_dir.path().join("r"), projections(), log.clone())
-            .map_err(fail)?;
-        prop_assert_eq!(&rebuilt.digests().map_err(fail)?, &live);
-        prop_assert_eq!(rebuilt.log_time_ms(), store.log_time_ms());
-
-        let mut model = MemStore::new(projections()).map_err(fail)?;
-        let model_outcomes = model.apply_batch(&log).map_err(fail)?;
-        prop_assert_eq!(&model.digests().map_err(fail)?, &live);
-        let expected: BTreeMap<u64, Outcome> = log.iter().map(|e| e.index).zip(model_outcomes).collect();
-        prop_assert_eq!(outcomes, expected);
+        replay_equals_rebuild_and_model(dir.path(), projections, &log, steps)?;
     }
-}
-
-fn fail(e: hearth_projections::ProjectionError) -> TestCaseError {
-    TestCaseError::fail(e.to_string())
 }

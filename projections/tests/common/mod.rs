@@ -2,6 +2,8 @@
 //! reads, deletes and rejects.
 #![allow(dead_code)]
 
+pub mod replay;
+
 use std::sync::Arc;
 
 use bytes::Bytes;
