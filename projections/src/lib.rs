@@ -56,6 +56,7 @@ mod engine;
 mod entry;
 mod error;
 pub mod format;
+pub mod manifest;
 mod mem;
 mod mem_store;
 mod projection;
