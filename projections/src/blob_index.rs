@@ -40,7 +40,9 @@
 //! [`BlobIndexProjection::decode_holder`]) see such a value as absent.
 
 use hearth_proto::v1::envelope::Event;
-use hearth_proto::v1::{BlobAccepted, Envelope, ReplicaConfirmed, ShardPlaced};
+use hearth_proto::v1::{
+    BlobAccepted, Envelope, ManifestVerified, ReplicaConfirmed, ShardPlaced, ShardReleased,
+};
 use prost::Message;
 
 use crate::projection::{Applied, ApplyCtx, Projection, StateTx};
@@ -55,6 +57,8 @@ const BLOB_TAG: u8 = b'b';
 const HOLDER_TAG: u8 = b'h';
 /// First byte of a redaction work-list key.
 const REDACT_TAG: u8 = b'r';
+/// First byte of a replication work-list key.
+const WORK_TAG: u8 = b'w';
 
 /// A blob of the index: its manifest and where in the log it was accepted. Stored under
 /// [`BlobIndexProjection::blob_key`]. Field tags are forever.
@@ -111,6 +115,32 @@ pub struct BlobRecord {
     /// member's collector redacts the bytes from these entries of its log.
     #[prost(message, repeated, tag = "16")]
     pub inline_events: Vec<EventRef>,
+    /// Epoch of the current placement decision (0: none yet; the acceptor holds every shard).
+    #[prost(uint64, tag = "17")]
+    pub placement_epoch: u64,
+    /// Node whose decision the current placement is (the leader that made it).
+    #[prost(bytes = "vec", tag = "18")]
+    pub placement_by: Vec<u8>,
+    /// The current placement: the holder of each shard (PeerId bytes; empty where the decision
+    /// has not placed that shard yet), `k + m` items once a decision began, else none.
+    #[prost(bytes = "vec", repeated, tag = "19")]
+    pub placement: Vec<Vec<u8>>,
+    /// Number of current [`HolderRecord`]s of this blob (placed copies, surplus ones included).
+    #[prost(uint32, tag = "20")]
+    pub holder_records: u32,
+    /// Log time the blob first became durable (placement satisfied: every placed shard
+    /// confirmed; an inline blob is durable when it is accepted); 0 until then.
+    #[prost(uint64, tag = "21")]
+    pub durable_log_time_ms: u64,
+    /// Log time of its first valid `ManifestVerified`; 0 until then.
+    #[prost(uint64, tag = "22")]
+    pub verified_log_time_ms: u64,
+    /// The node whose signature made it verified (PeerId bytes).
+    #[prost(bytes = "vec", tag = "23")]
+    pub verified_by: Vec<u8>,
+    /// Valid `ManifestVerified` events folded for it.
+    #[prost(uint32, tag = "24")]
+    pub verifications: u32,
 }
 
 /// Where an event sits in the log: `(index, position)`. Field tags are forever.
@@ -133,6 +163,43 @@ impl BlobRecord {
     /// `k + m`: the number of shards (0 for an inline blob).
     pub fn shard_count(&self) -> u64 {
         u64::from(self.data_shards) + u64::from(self.parity_shards)
+    }
+
+    /// The acknowledgement tier reached: `"accepted"`, `"durable"` or `"verified"` (durable
+    /// and signed by a node other than the writer).
+    pub fn tier(&self) -> &'static str {
+        match (self.durable_log_time_ms > 0, self.verified_log_time_ms > 0) {
+            (true, true) => "verified",
+            (true, false) => "durable",
+            _ => "accepted",
+        }
+    }
+
+    /// Whether the blob reached `tier` (`accepted` < `durable` < `verified`).
+    pub fn reached(&self, tier: &str) -> bool {
+        let rank = |t: &str| match t {
+            "accepted" => 0,
+            "durable" => 1,
+            _ => 2,
+        };
+        rank(self.tier()) >= rank(tier)
+    }
+
+    /// The manifest a verifier signs, as the `BlobAccepted` that carried it (without the inline
+    /// bytes, which the manifest does not cover beyond their hash and size).
+    pub fn manifest(&self, hash: &[u8]) -> BlobAccepted {
+        BlobAccepted {
+            blob_hash: hash.to_vec().into(),
+            size: self.size,
+            erasure: (!self.is_inline()).then_some(hearth_proto::v1::ErasureParams {
+                data_shards: self.data_shards,
+                parity_shards: self.parity_shards,
+                stripe_size: self.stripe_size,
+            }),
+            shard_hashes: self.shard_hashes.iter().map(|h| h.clone().into()).collect(),
+            stripe_hashes: self.stripe_hashes.iter().map(|h| h.clone().into()).collect(),
+            ..BlobAccepted::default()
+        }
     }
 }
 
@@ -195,7 +262,7 @@ pub struct BlobIndexProjection;
 
 impl BlobIndexProjection {
     /// Versioned name and column family.
-    pub const NAME: &'static str = "blobs-2";
+    pub const NAME: &'static str = "blobs-3";
 
     /// Key of a blob's [`BlobRecord`]: `b` ‖ hash.
     pub fn blob_key(hash: &[u8]) -> Vec<u8> {
@@ -244,6 +311,21 @@ impl BlobIndexProjection {
         key
     }
 
+    /// Key of a replication work-list item: `w` ‖ blob hash, present while a sharded blob is
+    /// not settled (placement not satisfied, or surplus copies not yet released).
+    pub fn work_key(hash: &[u8]) -> Vec<u8> {
+        let mut key = Vec::with_capacity(1 + hash.len());
+        key.push(WORK_TAG);
+        key.extend_from_slice(hash);
+        key
+    }
+
+    /// Prefix of every [`work_key`](Self::work_key).
+    pub const WORK_PREFIX: &'static [u8] = &[WORK_TAG];
+
+    /// Prefix of every [`blob_key`](Self::blob_key).
+    pub const BLOB_PREFIX: &'static [u8] = &[BLOB_TAG];
+
     /// Prefix of every [`redact_key`](Self::redact_key), in deletion order.
     pub const REDACT_PREFIX: &'static [u8] = &[REDACT_TAG];
 
@@ -276,8 +358,10 @@ impl Projection for BlobIndexProjection {
     fn apply(&self, ctx: &ApplyCtx, event: &Envelope, tx: &mut dyn StateTx) -> Applied {
         let result = match &event.event {
             Some(Event::BlobAccepted(e)) => accept(ctx, e, tx),
-            Some(Event::ShardPlaced(e)) => place(ctx, e, tx),
+            Some(Event::ShardPlaced(e)) => place(ctx, &event.origin, e, tx),
             Some(Event::ReplicaConfirmed(e)) => confirm(ctx, e, tx),
+            Some(Event::ShardReleased(e)) => release(ctx, e, tx),
+            Some(Event::ManifestVerified(e)) => verify(ctx, e, tx),
             Some(Event::BlobDeleted(e)) => delete(ctx, &e.blob_hash, tx),
             _ => Ok(()),
         };
@@ -341,6 +425,8 @@ fn accept(ctx: &ApplyCtx, e: &BlobAccepted, tx: &mut dyn StateTx) -> Verdict {
             }
             record.inline_data = Some(data.to_vec());
             record.inline_events.push(here);
+            // In the committed entry, so on a majority of the members' logs already.
+            record.durable_log_time_ms = ctx.log_time_ms.max(1);
         }
         None => {
             let erasure = e
@@ -367,49 +453,232 @@ fn accept(ctx: &ApplyCtx, e: &BlobAccepted, tx: &mut dyn StateTx) -> Verdict {
             record.stripe_size = erasure.stripe_size;
             record.shard_hashes = e.shard_hashes.iter().map(|h| h.to_vec()).collect();
             record.stripe_hashes = e.stripe_hashes.iter().map(|h| h.to_vec()).collect();
+            if e.accepted_by.is_empty() {
+                return Err("sharded blob without an acceptor".to_owned());
+            }
+            // The acceptor fsynced every shard before proposing: it holds them, confirmed.
+            let shard_size = stripe_chunk_total(e.size, k, erasure.stripe_size);
+            for shard in 0..k + m {
+                let held = HolderRecord {
+                    placement_epoch: ctx.index,
+                    shard_size,
+                    placed_log_time_ms: ctx.log_time_ms,
+                    confirmed: true,
+                    confirmed_log_time_ms: ctx.log_time_ms,
+                    placed_index: ctx.index,
+                    placed_position: ctx.position,
+                };
+                tx.put(
+                    &BlobIndexProjection::holder_key(hash, shard, &e.accepted_by),
+                    &held.encode_to_vec(),
+                );
+            }
+            record.holder_records = k + m;
+            tx.put(&BlobIndexProjection::work_key(hash), &[]);
         }
     }
     tx.put(&key, &record.encode_to_vec());
     Ok(())
 }
 
-fn place(ctx: &ApplyCtx, e: &ShardPlaced, tx: &mut dyn StateTx) -> Verdict {
+/// Size of every shard of a blob of `size` bytes cut into stripes of `stripe_size` bytes, each
+/// split into `k` equal chunks (the last zero-padded): the sum of the stripes' chunk lengths.
+/// The same arithmetic as the service's layout, kept here so apply needs nothing else.
+fn stripe_chunk_total(size: u64, k: u32, stripe_size: u64) -> u64 {
+    if stripe_size == 0 || k == 0 {
+        return 0;
+    }
+    let k = u64::from(k);
+    let full = size / stripe_size;
+    let rest = size % stripe_size;
+    full * stripe_size.div_ceil(k) + rest.div_ceil(k)
+}
+
+fn place(ctx: &ApplyCtx, origin: &[u8], e: &ShardPlaced, tx: &mut dyn StateTx) -> Verdict {
     let hash = e.blob_hash.as_ref();
-    let blob = known_sharded_blob(tx, hash)?;
+    let mut blob = known_sharded_blob(tx, hash)?;
     let shard = e.shard_index;
-    if u64::from(shard) >= blob.shard_count() {
+    let n = blob.shard_count();
+    if u64::from(shard) >= n {
         return Err(format!(
-            "shard index {shard} out of range: blob {} has {} shards",
+            "shard index {shard} out of range: blob {} has {n} shards",
             hex(hash),
-            blob.shard_count()
         ));
     }
     check_shard_hash(&blob, hash, shard, &e.shard_hash)?;
     if e.holder.is_empty() {
         return Err("empty holder".to_owned());
     }
-    let key = BlobIndexProjection::holder_key(hash, shard, &e.holder);
-    if let Some(existing) = read_holder(tx, &key)?.filter(|h| h.is_current(&blob)) {
-        if existing.placement_epoch >= e.placement_epoch {
+    let size = stripe_chunk_total(blob.size, blob.data_shards, blob.stripe_size);
+    if e.shard_size != size {
+        return Err(format!(
+            "shard {shard} of blob {} placed with {} bytes, its shards have {size}",
+            hex(hash),
+            e.shard_size
+        ));
+    }
+    let epoch = e.placement_epoch;
+    if epoch <= blob.accepted_index {
+        return Err(format!(
+            "placement epoch {epoch} of blob {} is not after its acceptance at index {}",
+            hex(hash),
+            blob.accepted_index
+        ));
+    }
+    if epoch < blob.placement_epoch {
+        return Err(format!(
+            "placement epoch {epoch} of blob {} is stale: epoch {} is current",
+            hex(hash),
+            blob.placement_epoch
+        ));
+    }
+    if epoch == blob.placement_epoch {
+        if blob.placement_by != origin {
             return Err(format!(
-                "shard {shard} of blob {} already placed at epoch {} on holder {}; epoch {} is stale",
+                "placement epoch {epoch} of blob {} was decided by {}, not {}",
                 hex(hash),
-                existing.placement_epoch,
-                hex(&e.holder),
-                e.placement_epoch
+                hex(&blob.placement_by),
+                hex(origin)
             ));
         }
+        let current = blob.placement.get(shard as usize).map(Vec::as_slice);
+        if current.is_some_and(|h| !h.is_empty()) {
+            return Err(format!(
+                "shard {shard} of blob {} is already placed at epoch {epoch}",
+                hex(hash)
+            ));
+        }
+    } else {
+        // A new decision replaces the placement.
+        blob.placement_epoch = epoch;
+        blob.placement_by = origin.to_vec();
+        blob.placement = vec![Vec::new(); n as usize];
     }
-    let record = HolderRecord {
-        placement_epoch: e.placement_epoch,
-        shard_size: e.shard_size,
-        placed_log_time_ms: ctx.log_time_ms,
-        confirmed: false,
-        confirmed_log_time_ms: 0,
-        placed_index: ctx.index,
-        placed_position: ctx.position,
+    if let Some(slot) = blob.placement.get_mut(shard as usize) {
+        *slot = e.holder.to_vec();
+    }
+    let key = BlobIndexProjection::holder_key(hash, shard, &e.holder);
+    let existing = read_holder(tx, &key)?.filter(|h| h.is_current(&blob));
+    let record = match existing {
+        // The holder already has it: it stays confirmed under the new epoch.
+        Some(mut held) if held.confirmed => {
+            held.placement_epoch = epoch;
+            held
+        }
+        existing => {
+            if existing.is_none() {
+                blob.holder_records += 1;
+            }
+            HolderRecord {
+                placement_epoch: epoch,
+                shard_size: e.shard_size,
+                placed_log_time_ms: ctx.log_time_ms,
+                confirmed: false,
+                confirmed_log_time_ms: 0,
+                placed_index: ctx.index,
+                placed_position: ctx.position,
+            }
+        }
     };
     tx.put(&key, &record.encode_to_vec());
+    settle(ctx, hash, &mut blob, tx)?;
+    Ok(())
+}
+
+/// A holder dropped a surplus copy: allowed only once the current placement is satisfied and
+/// when it does not assign this shard to this holder.
+fn release(ctx: &ApplyCtx, e: &ShardReleased, tx: &mut dyn StateTx) -> Verdict {
+    let hash = e.blob_hash.as_ref();
+    let mut blob = known_sharded_blob(tx, hash)?;
+    let shard = e.shard_index;
+    let key = BlobIndexProjection::holder_key(hash, shard, &e.holder);
+    if read_holder(tx, &key)?.filter(|h| h.is_current(&blob)).is_none() {
+        return Err(format!(
+            "shard {shard} of blob {} is not held by {}",
+            hex(hash),
+            hex(&e.holder)
+        ));
+    }
+    if blob.placement.get(shard as usize).map(Vec::as_slice) == Some(e.holder.as_ref()) {
+        return Err(format!(
+            "shard {shard} of blob {} is placed on {}: not surplus",
+            hex(hash),
+            hex(&e.holder)
+        ));
+    }
+    if !satisfied(hash, &blob, tx)? {
+        return Err(format!(
+            "blob {}: its placement is not satisfied yet, copies cannot be released",
+            hex(hash)
+        ));
+    }
+    tx.delete(&key);
+    blob.holder_records = blob.holder_records.saturating_sub(1);
+    settle(ctx, hash, &mut blob, tx)
+}
+
+/// A valid signature by a node other than the writer over the blob's manifest.
+fn verify(ctx: &ApplyCtx, e: &ManifestVerified, tx: &mut dyn StateTx) -> Verdict {
+    let hash = e.blob_hash.as_ref();
+    check_hash_len("blob hash", hash)?;
+    let mut blob = read_blob(tx, hash)?.ok_or_else(|| format!("unknown blob {}", hex(hash)))?;
+    if blob.deleted {
+        return Err(format!(
+            "blob {} was deleted at index {}",
+            hex(hash),
+            blob.deleted_index
+        ));
+    }
+    if e.verifier.as_ref() == blob.accepted_by.as_slice() {
+        return Err(format!(
+            "blob {}: the writer cannot verify its own blob",
+            hex(hash)
+        ));
+    }
+    crate::manifest::check_signature(e, &blob.manifest(hash))
+        .map_err(|err| format!("ManifestVerified of blob {}: {err}", hex(hash)))?;
+    blob.verifications += 1;
+    if blob.verified_log_time_ms == 0 {
+        blob.verified_log_time_ms = ctx.log_time_ms.max(1);
+        blob.verified_by = e.verifier.to_vec();
+    }
+    tx.put(&BlobIndexProjection::blob_key(hash), &blob.encode_to_vec());
+    Ok(())
+}
+
+/// Whether every shard of the current placement is placed and confirmed.
+fn satisfied(hash: &[u8], blob: &BlobRecord, tx: &dyn StateTx) -> Result<bool, String> {
+    if blob.placement.is_empty() || blob.placement.len() as u64 != blob.shard_count() {
+        return Ok(false);
+    }
+    for (shard, holder) in (0u32..).zip(&blob.placement) {
+        if holder.is_empty() {
+            return Ok(false);
+        }
+        let key = BlobIndexProjection::holder_key(hash, shard, holder);
+        match read_holder(tx, &key)? {
+            Some(h) if h.confirmed && h.is_current(blob) => {}
+            _ => return Ok(false),
+        }
+    }
+    Ok(true)
+}
+
+/// After a placement, confirmation or release: records the durable tier the first time the
+/// placement is satisfied, keeps the work-list item while the blob is unsettled, and stores
+/// the record.
+fn settle(ctx: &ApplyCtx, hash: &[u8], blob: &mut BlobRecord, tx: &mut dyn StateTx) -> Verdict {
+    let ok = satisfied(hash, blob, tx)?;
+    if ok && blob.durable_log_time_ms == 0 {
+        blob.durable_log_time_ms = ctx.log_time_ms.max(1);
+    }
+    let work = BlobIndexProjection::work_key(hash);
+    if ok && u64::from(blob.holder_records) == blob.shard_count() {
+        tx.delete(&work);
+    } else {
+        tx.put(&work, &[]);
+    }
+    tx.put(&BlobIndexProjection::blob_key(hash), &blob.encode_to_vec());
     Ok(())
 }
 
@@ -447,7 +716,8 @@ fn confirm(ctx: &ApplyCtx, e: &ReplicaConfirmed, tx: &mut dyn StateTx) -> Verdic
     record.confirmed = true;
     record.confirmed_log_time_ms = ctx.log_time_ms;
     tx.put(&key, &record.encode_to_vec());
-    Ok(())
+    let mut blob = blob;
+    settle(ctx, hash, &mut blob, tx)
 }
 
 fn check_hash_len(what: &str, hash: &[u8]) -> Verdict {
@@ -522,6 +792,7 @@ fn delete(ctx: &ApplyCtx, hash: &[u8], tx: &mut dyn StateTx) -> Verdict {
     blob.deleted_log_time_ms = ctx.log_time_ms;
     blob.inline_data = None;
     tx.put(&BlobIndexProjection::blob_key(hash), &blob.encode_to_vec());
+    tx.delete(&BlobIndexProjection::work_key(hash));
     if !blob.inline_events.is_empty() {
         tx.put(&BlobIndexProjection::redact_key(ctx.index, hash), &[]);
     }
@@ -594,7 +865,7 @@ mod tests {
     use super::*;
     use crate::mem::MemState;
     use bytes::Bytes;
-    use hearth_proto::v1::{ErasureParams, PeerSeen};
+    use hearth_proto::v1::{ErasureParams, PeerSeen, ShardReleased};
 
     const HOLDER_A: &[u8] = b"holder-a";
     const HOLDER_B: &[u8] = b"holder-b";
@@ -624,6 +895,9 @@ mod tests {
 
     /// The sharded blob of the tests: 10 bytes, k = 2, m = 1, stripes of 4 bytes (3 stripes).
     const DATA: &[u8] = b"0123456789";
+    /// Its shards' size: chunks of 2, 2 and 1 bytes.
+    const SHARD_SIZE: u64 = 5;
+    const ACCEPTOR: &[u8] = b"acceptor";
 
     fn shard_hash(shard: u32) -> Bytes {
         hash(format!("shard {shard}").as_bytes())
@@ -666,7 +940,7 @@ mod tests {
             holder: Bytes::from_static(holder),
             placement_epoch: epoch,
             shard_hash: shard_hash(shard),
-            shard_size: 2,
+            shard_size: SHARD_SIZE,
         }
     }
 
@@ -676,12 +950,32 @@ mod tests {
             shard_index: shard,
             holder: Bytes::from_static(holder),
             shard_hash: shard_hash(shard),
-            shard_size: 2,
+            shard_size: SHARD_SIZE,
         }
     }
 
     fn apply(state: &mut MemState, index: u64, event: Event) -> Applied {
         state.apply(&BlobIndexProjection, &ctx(index), &envelope(event))
+    }
+
+    fn apply_from(state: &mut MemState, index: u64, origin: &'static [u8], event: Event) -> Applied {
+        let mut env = envelope(event);
+        env.origin = Bytes::from_static(origin);
+        state.apply(&BlobIndexProjection, &ctx(index), &env)
+    }
+
+    fn released(shard: u32, holder: &'static [u8]) -> Event {
+        Event::ShardReleased(ShardReleased {
+            blob_hash: hash(DATA),
+            shard_index: shard,
+            holder: Bytes::from_static(holder),
+        })
+    }
+
+    fn work_listed(state: &MemState) -> bool {
+        state
+            .entries()
+            .contains_key(&BlobIndexProjection::work_key(&hash(DATA)))
     }
 
     /// Applies `event` to `state`, expects a rejection whose reason contains `needle`, and
@@ -792,12 +1086,24 @@ mod tests {
             accepted_index: 7,
             accepted_position: 2,
             accepted_log_time_ms: 1234,
+            holder_records: 3,
             ..BlobRecord::default()
         };
         assert_eq!(record, expected);
         assert!(!record.is_inline());
         assert_eq!(record.shard_count(), 3);
-        assert_eq!(state.entries().len(), 1);
+        assert_eq!(record.tier(), "accepted");
+        // The acceptor holds every shard, confirmed; the blob is on the work list.
+        assert_eq!(state.entries().len(), 1 + 3 + 1);
+        for shard in 0..3 {
+            let held = holder(&state, shard, ACCEPTOR).expect("acceptor holds it");
+            assert!(held.confirmed && held.is_current(&record));
+            assert_eq!(
+                (held.placement_epoch, held.shard_size, held.placed_index),
+                (7, SHARD_SIZE, 7)
+            );
+        }
+        assert!(work_listed(&state));
     }
 
     #[test]
@@ -1044,21 +1350,21 @@ mod tests {
     }
 
     #[test]
-    fn places_and_confirms_shards() {
+    fn places_confirms_becomes_durable_and_releases_surplus_copies() {
         let mut state = with_sharded();
         assert_eq!(
-            apply(&mut state, 2, Event::ShardPlaced(placed(0, HOLDER_A, 1))),
+            apply(&mut state, 2, Event::ShardPlaced(placed(0, HOLDER_A, 2))),
             Applied::Ok
         );
         assert_eq!(
-            apply(&mut state, 3, Event::ShardPlaced(placed(2, HOLDER_B, 0))),
+            apply(&mut state, 3, Event::ShardPlaced(placed(2, HOLDER_B, 2))),
             Applied::Ok
         );
         assert_eq!(
             holder(&state, 0, HOLDER_A),
             Some(HolderRecord {
-                placement_epoch: 1,
-                shard_size: 2,
+                placement_epoch: 2,
+                shard_size: SHARD_SIZE,
                 placed_log_time_ms: 1002,
                 confirmed: false,
                 confirmed_log_time_ms: 0,
@@ -1066,30 +1372,38 @@ mod tests {
                 placed_position: 0,
             })
         );
+        // Releasing before the placement is satisfied would drop the only copy.
+        assert_rejected(&mut state, released(1, ACCEPTOR), "not satisfied");
         assert_eq!(
-            apply(
-                &mut state,
-                4,
-                Event::ReplicaConfirmed(confirmed(0, HOLDER_A))
-            ),
+            apply(&mut state, 4, Event::ReplicaConfirmed(confirmed(0, HOLDER_A))),
             Applied::Ok
         );
         assert_eq!(
-            holder(&state, 0, HOLDER_A),
-            Some(HolderRecord {
-                placement_epoch: 1,
-                shard_size: 2,
-                placed_log_time_ms: 1002,
-                confirmed: true,
-                confirmed_log_time_ms: 1004,
-                placed_index: 2,
-                placed_position: 0,
-            })
+            holder(&state, 0, HOLDER_A).map(|h| (h.confirmed, h.confirmed_log_time_ms)),
+            Some((true, 1004))
+        );
+        // The acceptor keeps shard 1 in this decision: confirmed already.
+        assert_eq!(
+            apply(&mut state, 5, Event::ShardPlaced(placed(1, ACCEPTOR, 2))),
+            Applied::Ok
+        );
+        let record = blob(&state, DATA).expect("blob");
+        assert_eq!(record.tier(), "accepted");
+        assert_eq!(record.placement_epoch, 2);
+        assert_eq!(record.placement_by, b"origin");
+        assert_eq!(
+            record.placement,
+            vec![HOLDER_A.to_vec(), ACCEPTOR.to_vec(), HOLDER_B.to_vec()]
         );
         assert_eq!(
-            holder(&state, 2, HOLDER_B).map(|h| h.confirmed),
-            Some(false)
+            apply(&mut state, 6, Event::ReplicaConfirmed(confirmed(2, HOLDER_B))),
+            Applied::Ok
         );
+        let record = blob(&state, DATA).expect("blob");
+        assert_eq!(record.tier(), "durable");
+        assert_eq!(record.durable_log_time_ms, 1006);
+        assert_eq!(record.holder_records, 5);
+        assert!(work_listed(&state), "surplus copies remain");
         // The prefix lists the blob's holders in shard order.
         let prefix = BlobIndexProjection::holders_prefix(&hash(DATA));
         let listed: Vec<_> = state
@@ -1098,45 +1412,62 @@ mod tests {
             .filter(|k| k.starts_with(&prefix))
             .filter_map(|k| BlobIndexProjection::parse_holder_key(k))
             .collect();
-        assert_eq!(listed, vec![(0, HOLDER_A.to_vec()), (2, HOLDER_B.to_vec())]);
+        assert_eq!(
+            listed,
+            vec![
+                (0, ACCEPTOR.to_vec()),
+                (0, HOLDER_A.to_vec()),
+                (1, ACCEPTOR.to_vec()),
+                (2, ACCEPTOR.to_vec()),
+                (2, HOLDER_B.to_vec())
+            ]
+        );
+        assert_rejected(&mut state, released(1, ACCEPTOR), "not surplus");
+        assert_rejected(&mut state, released(1, HOLDER_B), "not held by");
+        assert_eq!(apply(&mut state, 7, released(0, ACCEPTOR)), Applied::Ok);
+        assert!(work_listed(&state));
+        assert_eq!(apply(&mut state, 8, released(2, ACCEPTOR)), Applied::Ok);
+        assert!(!work_listed(&state), "settled");
+        assert_eq!(holder(&state, 0, ACCEPTOR), None);
+        let record = blob(&state, DATA).expect("blob");
+        assert_eq!((record.holder_records, record.tier()), (3, "durable"));
     }
 
     #[test]
-    fn a_newer_epoch_replaces_the_placement_and_resets_confirmation() {
+    fn a_newer_decision_replaces_the_placement_and_keeps_confirmed_copies() {
         let mut state = with_sharded();
         assert_eq!(
-            apply(&mut state, 2, Event::ShardPlaced(placed(1, HOLDER_A, 0))),
+            apply(&mut state, 2, Event::ShardPlaced(placed(1, HOLDER_A, 2))),
             Applied::Ok
         );
         assert_eq!(
-            apply(
-                &mut state,
-                3,
-                Event::ReplicaConfirmed(confirmed(1, HOLDER_A))
-            ),
+            apply(&mut state, 3, Event::ReplicaConfirmed(confirmed(1, HOLDER_A))),
             Applied::Ok
         );
-        let mut newer = placed(1, HOLDER_A, 2);
-        newer.shard_size = 3;
-        assert_eq!(apply(&mut state, 4, Event::ShardPlaced(newer)), Applied::Ok);
         assert_eq!(
-            holder(&state, 1, HOLDER_A),
-            Some(HolderRecord {
-                placement_epoch: 2,
-                shard_size: 3,
-                placed_log_time_ms: 1004,
-                confirmed: false,
-                confirmed_log_time_ms: 0,
-                placed_index: 4,
-                placed_position: 0,
-            })
+            apply(&mut state, 4, Event::ShardPlaced(placed(1, HOLDER_A, 3))),
+            Applied::Ok
         );
-        // The old size no longer matches the placement.
+        let held = holder(&state, 1, HOLDER_A).expect("held");
+        assert_eq!((held.placement_epoch, held.confirmed), (3, true));
+        let record = blob(&state, DATA).expect("blob");
+        assert_eq!(record.placement_epoch, 3);
+        assert_eq!(
+            record.placement,
+            vec![Vec::new(), HOLDER_A.to_vec(), Vec::new()]
+        );
+        // An old leader's decision, or another node's at the same epoch, is rejected.
         assert_rejected(
             &mut state,
-            Event::ReplicaConfirmed(confirmed(1, HOLDER_A)),
-            "confirmed with 2 bytes, placed with 3",
+            Event::ShardPlaced(placed(0, HOLDER_B, 2)),
+            "stale",
         );
+        let before = state.clone();
+        assert!(matches!(
+            apply_from(&mut state, 5, b"rival", Event::ShardPlaced(placed(0, HOLDER_B, 3))),
+            Applied::Rejected(r) if r.contains("was decided by")
+        ));
+        assert_eq!(state, before);
     }
 
     #[test]
@@ -1153,18 +1484,72 @@ mod tests {
         );
         assert_rejected(
             &mut state,
-            Event::ShardPlaced(placed(0, HOLDER_A, 1)),
+            Event::ShardPlaced(placed(0, HOLDER_B, 2)),
             "already placed at epoch 2",
         );
-        // Another holder, or another shard, is a separate placement.
+        assert_rejected(
+            &mut state,
+            Event::ShardPlaced(placed(0, HOLDER_A, 1)),
+            "not after its acceptance",
+        );
+        let mut e = placed(1, HOLDER_A, 2);
+        e.shard_size = 2;
+        assert_rejected(
+            &mut state,
+            Event::ShardPlaced(e),
+            "placed with 2 bytes, its shards have 5",
+        );
+        // Another shard is a separate placement of the same decision.
         assert_eq!(
-            apply(&mut state, 3, Event::ShardPlaced(placed(0, HOLDER_B, 0))),
+            apply(&mut state, 4, Event::ShardPlaced(placed(1, HOLDER_A, 2))),
             Applied::Ok
         );
+    }
+
+    #[test]
+    fn manifest_signatures_make_a_blob_verified_and_forgeries_are_rejected() {
+        use libp2p_identity::{ed25519, PublicKey};
+        let mut state = with_sharded();
+        let record = blob(&state, DATA).expect("blob");
+        let key = ed25519::Keypair::generate();
+        let mv = crate::manifest::sign(&key, &record.manifest(&hash(DATA)));
+        let mut forged = mv.clone();
+        forged.manifest_hash = hash(b"another manifest");
+        assert_rejected(
+            &mut state,
+            Event::ManifestVerified(forged),
+            "manifest hash does not match",
+        );
+        let mut forged = mv.clone();
+        let mut sig = forged.signature.to_vec();
+        sig[3] ^= 0x40;
+        forged.signature = sig.into();
+        assert_rejected(
+            &mut state,
+            Event::ManifestVerified(forged),
+            "signature does not verify",
+        );
         assert_eq!(
-            apply(&mut state, 4, Event::ShardPlaced(placed(1, HOLDER_A, 0))),
+            apply(&mut state, 2, Event::ManifestVerified(mv.clone())),
             Applied::Ok
         );
+        let record = blob(&state, DATA).expect("blob");
+        assert_eq!(record.verified_log_time_ms, 1002);
+        assert_eq!(
+            record.verified_by,
+            PublicKey::from(key.public()).to_peer_id().to_bytes()
+        );
+        // Not durable yet: still "accepted".
+        assert_eq!(record.tier(), "accepted");
+        // The writer cannot vouch for itself.
+        let writer_key = ed25519::Keypair::generate();
+        let writer = PublicKey::from(writer_key.public()).to_peer_id().to_bytes();
+        let mut state = MemState::new();
+        let mut acc = sharded();
+        acc.accepted_by = writer.into();
+        assert_eq!(apply(&mut state, 1, Event::BlobAccepted(acc.clone())), Applied::Ok);
+        let own = crate::manifest::sign(&writer_key, &acc);
+        assert_rejected(&mut state, Event::ManifestVerified(own), "its own blob");
     }
 
     #[test]
@@ -1223,7 +1608,7 @@ mod tests {
         );
         let mut state = with_sharded();
         assert_eq!(
-            apply(&mut state, 2, Event::ShardPlaced(placed(0, HOLDER_A, 0))),
+            apply(&mut state, 2, Event::ShardPlaced(placed(0, HOLDER_A, 2))),
             Applied::Ok
         );
         assert_rejected(
@@ -1244,11 +1629,11 @@ mod tests {
             "does not match the manifest's hash of shard 0",
         );
         let mut e = confirmed(0, HOLDER_A);
-        e.shard_size = 5;
+        e.shard_size = 6;
         assert_rejected(
             &mut state,
             Event::ReplicaConfirmed(e),
-            "confirmed with 5 bytes, placed with 2",
+            "confirmed with 6 bytes, placed with 5",
         );
         assert_eq!(
             apply(
@@ -1302,7 +1687,7 @@ mod tests {
         );
         assert_rejected(
             &mut state,
-            Event::ShardPlaced(placed(0, HOLDER_A, 1)),
+            Event::ShardPlaced(placed(0, HOLDER_A, 2)),
             "malformed",
         );
         assert_rejected(
@@ -1348,10 +1733,10 @@ mod tests {
     fn fold_is_deterministic() {
         let events = [
             Event::BlobAccepted(sharded()),
-            Event::ShardPlaced(placed(0, HOLDER_A, 0)),
-            Event::ShardPlaced(placed(1, HOLDER_B, 0)),
+            Event::ShardPlaced(placed(0, HOLDER_A, 2)),
+            Event::ShardPlaced(placed(1, HOLDER_B, 2)),
             Event::ReplicaConfirmed(confirmed(0, HOLDER_A)),
-            Event::ShardPlaced(placed(0, HOLDER_A, 1)),
+            Event::ShardPlaced(placed(0, HOLDER_A, 5)),
             Event::BlobAccepted(inline(b"x")),
         ];
         let fold = || {

@@ -1,4 +1,4 @@
-//! The blob index (`"blobs-2"`) on the real runtime: any log of blob events (valid and invalid,
+//! The blob index (`"blobs-3"`) on the real runtime: any log of blob events (valid and invalid,
 //! single and batched), applied incrementally with random batch sizes, reopens and crashes,
 //! ends with the same digests and outcomes as a rebuild and as the in-memory model; and what
 //! it folded reads back through `ProjectionStore::get` / `scan_prefix`.
@@ -17,7 +17,7 @@ use hearth_projections::{
 use hearth_proto::v1::envelope::Event;
 use hearth_proto::v1::{
     BlobAccepted, BlobDeleted, Envelope, ErasureParams, PeerSeen, ReplicaConfirmed, RequestId,
-    ShardPlaced,
+    ShardPlaced, ShardReleased,
 };
 use proptest::prelude::*;
 use prost::Message;
@@ -37,6 +37,12 @@ struct Blob {
     stripe_hashes: Vec<Bytes>,
     shard_hashes: Vec<Bytes>,
     shard_size: u64,
+}
+
+/// What the layout makes every shard's size: each stripe's chunk (`ceil(len / k)`), summed.
+fn layout_shard_size(size: u64, k: u32, stripe_size: u64) -> u64 {
+    let k = u64::from(k);
+    (size / stripe_size) * stripe_size.div_ceil(k) + (size % stripe_size).div_ceil(k)
 }
 
 fn hash(data: &[u8]) -> Bytes {
@@ -74,7 +80,7 @@ impl Blob {
             hash: hash(&data),
             stripe_hashes: data.chunks(stripe_size as usize).map(hash).collect(),
             shard_hashes: shards.iter().map(|s| hash(s)).collect(),
-            shard_size: shard_len as u64,
+            shard_size: layout_shard_size(data.len() as u64, k, stripe_size),
             data,
             k,
             m,
@@ -161,6 +167,8 @@ enum Ev {
         wrong_hash: bool,
         wrong_size: bool,
     },
+    /// A holder drops its copy of a shard.
+    Release { blob: usize, shard: u32, holder: u8 },
     /// Confirms the latest `Place` of the log so far (so confirmations often hit a placement).
     ConfirmLatest { wrong_size: bool },
     /// An event the blob index ignores.
@@ -198,7 +206,9 @@ fn ev() -> impl Strategy<Value = Ev> {
     prop_oneof![
         3 => (0usize..3, prop::bool::weighted(0.3), 0u8..3, flaw())
             .prop_map(|(blob, inline, node, flaw)| Ev::Accept { blob, inline, node, flaw }),
-        5 => (blob_ref(), shard(), 0u8..3, 0u64..3, prop::bool::weighted(0.1))
+        // Epochs: mostly after the acceptance (logs are shorter than 1,000 entries), sometimes
+        // not, sometimes equal to or older than another decision's.
+        5 => (blob_ref(), shard(), 0u8..3, prop::sample::select(vec![1u64, 5, 40, 1_000, 1_001]), prop::bool::weighted(0.1))
             .prop_map(|(blob, shard, holder, epoch, wrong_hash)| Ev::Place {
                 blob, shard, holder, epoch, wrong_hash,
             }),
@@ -209,6 +219,7 @@ fn ev() -> impl Strategy<Value = Ev> {
         3 => prop::bool::weighted(0.1).prop_map(|wrong_size| Ev::ConfirmLatest { wrong_size }),
         1 => (0u8..3).prop_map(|node| Ev::Peer { node }),
         1 => blob_ref().prop_map(|blob| Ev::Delete { blob }),
+        2 => (blob_ref(), shard(), 0u8..3).prop_map(|(blob, shard, holder)| Ev::Release { blob, shard, holder }),
     ]
 }
 
@@ -322,7 +333,8 @@ fn event(blobs: &[Blob], ev: &Ev) -> (u8, Event) {
                 shard_hash,
                 shard_size: b.shard_size,
             };
-            (holder, Event::ShardPlaced(e))
+            // Decided by node 0 (the leader of the test), or now and then by node 1.
+            (u8::from(epoch == 1_001), Event::ShardPlaced(e))
         }
         Ev::Confirm {
             blob,
@@ -346,6 +358,18 @@ fn event(blobs: &[Blob], ev: &Ev) -> (u8, Event) {
             };
             (holder, Event::ReplicaConfirmed(e))
         }
+        Ev::Release {
+            blob,
+            shard,
+            holder,
+        } => (
+            holder,
+            Event::ShardReleased(ShardReleased {
+                blob_hash: blobs[blob].hash.clone(),
+                shard_index: shard,
+                holder: node_id(holder),
+            }),
+        ),
         Ev::Peer { node } => peer_seen(node),
         Ev::Delete { blob } => (
             0,
@@ -425,6 +449,13 @@ fn check_invariants(table: &BTreeMap<Vec<u8>, Vec<u8>>) -> Result<(), TestCaseEr
                 prop_assert_eq!(key.len(), 33);
                 let blob = BlobIndexProjection::decode_blob(value);
                 prop_assert!(blob.is_some(), "undecodable blob record");
+                let blob = blob.unwrap_or_default();
+                prop_assert!(blob.placement.is_empty() || blob.placement.len() as u64 == blob.shard_count());
+                if !blob.deleted && !blob.is_inline() {
+                    // Unsettled blobs are on the work list; settled ones have one copy per shard.
+                    let listed = table.contains_key(&BlobIndexProjection::work_key(&key[1..]));
+                    prop_assert!(listed || (blob.durable_log_time_ms > 0 && u64::from(blob.holder_records) == blob.shard_count()));
+                }
             }
             Some(b'h') => {
                 let parsed = BlobIndexProjection::parse_holder_key(key);
@@ -459,6 +490,15 @@ fn check_invariants(table: &BTreeMap<Vec<u8>, Vec<u8>>) -> Result<(), TestCaseEr
                     .unwrap_or_default();
                 prop_assert!(blob.deleted && blob.deleted_index == deleted_index);
                 prop_assert!(!blob.inline_events.is_empty());
+            }
+            Some(b'w') => {
+                prop_assert_eq!(key.len(), 33);
+                let blob = table
+                    .get(&BlobIndexProjection::blob_key(&key[1..]))
+                    .and_then(|v| BlobIndexProjection::decode_blob(v));
+                prop_assert!(blob.is_some(), "work-list item of a blob not in the index");
+                let blob = blob.unwrap_or_default();
+                prop_assert!(!blob.deleted && !blob.is_inline());
             }
             _ => prop_assert!(false, "unexpected key {:?}", key),
         }
@@ -553,8 +593,8 @@ fn accept_place_confirm_reads_back_through_the_store() -> Result<(), Box<dyn std
             2,
             1,
             vec![
-                envelope(2, 200, place(&blob, 4, 1, 1)),
-                envelope(3, 150, place(&blob, 0, 2, 1)),
+                envelope(2, 200, place(&blob, 4, 1, 2)),
+                envelope(3, 150, place(&blob, 0, 2, 2)),
             ],
         ),
         CommittedEntry::event(3, 1, envelope(4, 300, confirm(&blob, 0, 2))),
@@ -573,7 +613,7 @@ fn accept_place_confirm_reads_back_through_the_store() -> Result<(), Box<dyn std
         matches!(
             &outcomes[..],
             [.., Outcome::Applied { rejected_by }]
-                if matches!(&rejected_by[..], [ProjectionRejection { projection: "blobs-2", reason: r }] if r.contains(reason))
+                if matches!(&rejected_by[..], [ProjectionRejection { projection: "blobs-3", reason: r }] if r.contains(reason))
         )
     };
     assert!(rejected("already confirmed"), "{:?}", outcomes[4]);
@@ -607,6 +647,16 @@ fn accept_place_confirm_reads_back_through_the_store() -> Result<(), Box<dyn std
                 accepted_index: 1,
                 accepted_position: 0,
                 accepted_log_time_ms: 100,
+                placement_epoch: 2,
+                placement_by: node_id(9).to_vec(),
+                placement: vec![
+                    node_id(2).to_vec(),
+                    Vec::new(),
+                    Vec::new(),
+                    Vec::new(),
+                    node_id(1).to_vec()
+                ],
+                holder_records: 5 + 2,
                 ..BlobRecord::default()
             }
         );
@@ -614,6 +664,13 @@ fn accept_place_confirm_reads_back_through_the_store() -> Result<(), Box<dyn std
             BlobIndexProjection::NAME,
             &BlobIndexProjection::holders_prefix(&blob.hash),
         )?;
+        // The acceptor (node 7) holds every shard, confirmed at its acceptance.
+        let (acceptor, holders): (Vec<_>, Vec<_>) = holders.iter().partition(|(k, _)| {
+            BlobIndexProjection::parse_holder_key(k).is_some_and(|(_, h)| h == node_id(7))
+        });
+        assert_eq!(acceptor.len(), 5);
+        assert!(acceptor.iter().all(|(_, v)| BlobIndexProjection::decode_holder(v)
+            .is_some_and(|h| h.confirmed && h.placement_epoch == 1)));
         let holders: Vec<_> = holders
             .iter()
             .map(|(k, v)| {
@@ -626,7 +683,7 @@ fn accept_place_confirm_reads_back_through_the_store() -> Result<(), Box<dyn std
         // Both placed by entry 2 (a batch: shard 4 first, then shard 0).
         let placed = |placed_position, placed_log_time_ms, confirmed_log_time_ms: Option<u64>| {
             HolderRecord {
-                placement_epoch: 1,
+                placement_epoch: 2,
                 shard_size: blob.shard_size,
                 placed_log_time_ms,
                 confirmed: confirmed_log_time_ms.is_some(),

@@ -99,6 +99,7 @@ pub fn event_kind(env: &Envelope) -> &'static str {
         Some(Event::ManifestVerified(_)) => "ManifestVerified",
         Some(Event::PeerSeen(_)) => "PeerSeen",
         Some(Event::BlobDeleted(_)) => "BlobDeleted",
+        Some(Event::ShardReleased(_)) => "ShardReleased",
         None => "Unknown",
     }
 }

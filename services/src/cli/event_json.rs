@@ -65,6 +65,14 @@ pub fn event_json(event: &Event) -> (&'static str, Value) {
             "blob_deleted",
             json!({ "blob_hash": hex::encode(&e.blob_hash) }),
         ),
+        Event::ShardReleased(e) => (
+            "shard_released",
+            json!({
+                "blob_hash": hex::encode(&e.blob_hash),
+                "shard_index": e.shard_index,
+                "holder": hex::encode(&e.holder),
+            }),
+        ),
     }
 }
 
@@ -183,6 +191,12 @@ pub fn summary(event: &Event) -> String {
             e.agent_version
         ),
         Event::BlobDeleted(e) => format!("blob={}", short_hash(&e.blob_hash)),
+        Event::ShardReleased(e) => format!(
+            "blob={} shard={} holder={}",
+            short_hash(&e.blob_hash),
+            e.shard_index,
+            short_id(&e.holder)
+        ),
     }
 }
 
