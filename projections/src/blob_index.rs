@@ -197,7 +197,11 @@ impl BlobRecord {
                 stripe_size: self.stripe_size,
             }),
             shard_hashes: self.shard_hashes.iter().map(|h| h.clone().into()).collect(),
-            stripe_hashes: self.stripe_hashes.iter().map(|h| h.clone().into()).collect(),
+            stripe_hashes: self
+                .stripe_hashes
+                .iter()
+                .map(|h| h.clone().into())
+                .collect(),
             ..BlobAccepted::default()
         }
     }
@@ -592,7 +596,10 @@ fn release(ctx: &ApplyCtx, e: &ShardReleased, tx: &mut dyn StateTx) -> Verdict {
     let mut blob = known_sharded_blob(tx, hash)?;
     let shard = e.shard_index;
     let key = BlobIndexProjection::holder_key(hash, shard, &e.holder);
-    if read_holder(tx, &key)?.filter(|h| h.is_current(&blob)).is_none() {
+    if read_holder(tx, &key)?
+        .filter(|h| h.is_current(&blob))
+        .is_none()
+    {
         return Err(format!(
             "shard {shard} of blob {} is not held by {}",
             hex(hash),
@@ -958,7 +965,12 @@ mod tests {
         state.apply(&BlobIndexProjection, &ctx(index), &envelope(event))
     }
 
-    fn apply_from(state: &mut MemState, index: u64, origin: &'static [u8], event: Event) -> Applied {
+    fn apply_from(
+        state: &mut MemState,
+        index: u64,
+        origin: &'static [u8],
+        event: Event,
+    ) -> Applied {
         let mut env = envelope(event);
         env.origin = Bytes::from_static(origin);
         state.apply(&BlobIndexProjection, &ctx(index), &env)
@@ -1375,7 +1387,11 @@ mod tests {
         // Releasing before the placement is satisfied would drop the only copy.
         assert_rejected(&mut state, released(1, ACCEPTOR), "not satisfied");
         assert_eq!(
-            apply(&mut state, 4, Event::ReplicaConfirmed(confirmed(0, HOLDER_A))),
+            apply(
+                &mut state,
+                4,
+                Event::ReplicaConfirmed(confirmed(0, HOLDER_A))
+            ),
             Applied::Ok
         );
         assert_eq!(
@@ -1396,7 +1412,11 @@ mod tests {
             vec![HOLDER_A.to_vec(), ACCEPTOR.to_vec(), HOLDER_B.to_vec()]
         );
         assert_eq!(
-            apply(&mut state, 6, Event::ReplicaConfirmed(confirmed(2, HOLDER_B))),
+            apply(
+                &mut state,
+                6,
+                Event::ReplicaConfirmed(confirmed(2, HOLDER_B))
+            ),
             Applied::Ok
         );
         let record = blob(&state, DATA).expect("blob");
@@ -1441,7 +1461,11 @@ mod tests {
             Applied::Ok
         );
         assert_eq!(
-            apply(&mut state, 3, Event::ReplicaConfirmed(confirmed(1, HOLDER_A))),
+            apply(
+                &mut state,
+                3,
+                Event::ReplicaConfirmed(confirmed(1, HOLDER_A))
+            ),
             Applied::Ok
         );
         assert_eq!(
@@ -1547,7 +1571,10 @@ mod tests {
         let mut state = MemState::new();
         let mut acc = sharded();
         acc.accepted_by = writer.into();
-        assert_eq!(apply(&mut state, 1, Event::BlobAccepted(acc.clone())), Applied::Ok);
+        assert_eq!(
+            apply(&mut state, 1, Event::BlobAccepted(acc.clone())),
+            Applied::Ok
+        );
         let own = crate::manifest::sign(&writer_key, &acc);
         assert_rejected(&mut state, Event::ManifestVerified(own), "its own blob");
     }

@@ -450,11 +450,17 @@ fn check_invariants(table: &BTreeMap<Vec<u8>, Vec<u8>>) -> Result<(), TestCaseEr
                 let blob = BlobIndexProjection::decode_blob(value);
                 prop_assert!(blob.is_some(), "undecodable blob record");
                 let blob = blob.unwrap_or_default();
-                prop_assert!(blob.placement.is_empty() || blob.placement.len() as u64 == blob.shard_count());
+                prop_assert!(
+                    blob.placement.is_empty() || blob.placement.len() as u64 == blob.shard_count()
+                );
                 if !blob.deleted && !blob.is_inline() {
                     // Unsettled blobs are on the work list; settled ones have one copy per shard.
                     let listed = table.contains_key(&BlobIndexProjection::work_key(&key[1..]));
-                    prop_assert!(listed || (blob.durable_log_time_ms > 0 && u64::from(blob.holder_records) == blob.shard_count()));
+                    prop_assert!(
+                        listed
+                            || (blob.durable_log_time_ms > 0
+                                && u64::from(blob.holder_records) == blob.shard_count())
+                    );
                 }
             }
             Some(b'h') => {
@@ -669,8 +675,10 @@ fn accept_place_confirm_reads_back_through_the_store() -> Result<(), Box<dyn std
             BlobIndexProjection::parse_holder_key(k).is_some_and(|(_, h)| h == node_id(7))
         });
         assert_eq!(acceptor.len(), 5);
-        assert!(acceptor.iter().all(|(_, v)| BlobIndexProjection::decode_holder(v)
-            .is_some_and(|h| h.confirmed && h.placement_epoch == 1)));
+        assert!(acceptor
+            .iter()
+            .all(|(_, v)| BlobIndexProjection::decode_holder(v)
+                .is_some_and(|h| h.confirmed && h.placement_epoch == 1)));
         let holders: Vec<_> = holders
             .iter()
             .map(|(k, v)| {

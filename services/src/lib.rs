@@ -28,4 +28,5 @@ pub mod identity;
 pub mod net;
 pub mod node;
 pub mod paths;
+pub mod replication;
 pub mod telemetry;

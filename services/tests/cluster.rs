@@ -12,13 +12,13 @@
 mod common;
 
 use bytes::Bytes;
+use common::cluster::{client, form_cluster, get, sigkill, status_of, wait_for, CONVERGE};
 use common::{hearth, start_serve_with, Serve, LIMIT};
 use hearth_proto::v1::RequestId;
 use hearth_services::net::{status, NetConfig, NetError, NetHandle, RaftRequest};
 use hearth_services::node::api::{ClusterStatus, EntryInfo, NodeInfo, WriteReply};
 use hearth_services::node::ClusterFile;
 use prost::Message;
-use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -29,46 +29,8 @@ fn serial() -> std::sync::MutexGuard<'static, ()> {
     SERIAL.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// How long a cluster may take to converge.
-const CONVERGE: Duration = Duration::from_secs(90);
-
-fn client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .timeout(Duration::from_secs(10))
-        .build()
-        .expect("client")
-}
-
-async fn get<T: serde::de::DeserializeOwned>(c: &reqwest::Client, url: &str) -> Option<T> {
-    let r = c.get(url).send().await.ok()?;
-    if !r.status().is_success() {
-        return None;
-    }
-    r.json().await.ok()
-}
-
 async fn info(c: &reqwest::Client, node: &str) -> Option<NodeInfo> {
     get(c, &format!("{node}/v1/admin/node")).await
-}
-
-async fn status_of(c: &reqwest::Client, node: &str) -> Option<ClusterStatus> {
-    get(c, &format!("{node}/v1/admin/cluster")).await
-}
-
-/// Polls `f` until it answers `Some`, at most `limit`.
-async fn wait_for<T, F, Fut>(what: &str, limit: Duration, mut f: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let deadline = Instant::now() + limit;
-    loop {
-        if let Some(t) = f().await {
-            return t;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }
 
 /// An event envelope with a request id unique to (`tag`, `i`).
@@ -95,26 +57,6 @@ async fn post_event(c: &reqwest::Client, node: &str, body: Bytes) -> Result<Writ
     r.json().await.map_err(|e| e.to_string())
 }
 
-/// Starts a founder and `joiners` more nodes joining it; waits until all are voters.
-async fn form_cluster(root: &Path, n: usize, extra: &[&str]) -> Vec<Serve> {
-    let c = client();
-    let first = start_serve_with(&root.join("n0"), extra);
-    let url = first.http_url();
-    let mut nodes = vec![first];
-    for i in 1..n {
-        let mut args: Vec<&str> = vec!["--join", &url];
-        args.extend_from_slice(extra);
-        nodes.push(start_serve_with(&root.join(format!("n{i}")), &args));
-    }
-    wait_for("every node to be a voter", CONVERGE, || async {
-        let st = status_of(&c, &url).await?;
-        let settled = st.warnings.iter().all(|w| !w.contains("in progress"));
-        (st.voters.len() == n && st.leader.is_some() && settled).then_some(())
-    })
-    .await;
-    nodes
-}
-
 async fn leader_url(c: &reqwest::Client, urls: &[String]) -> String {
     wait_for("a leader", CONVERGE, || async {
         for u in urls {
@@ -127,15 +69,6 @@ async fn leader_url(c: &reqwest::Client, urls: &[String]) -> String {
         None
     })
     .await
-}
-
-fn sigkill(node: &Serve) {
-    let ok = std::process::Command::new("kill")
-        .args(["-KILL", &node.pid().to_string()])
-        .status()
-        .expect("kill")
-        .success();
-    assert!(ok, "kill -KILL failed");
 }
 
 /// Waits until every node in `urls` has applied the same last index with the same head chain

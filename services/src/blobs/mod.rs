@@ -32,5 +32,5 @@ pub use layout::{Layout, LayoutError};
 pub use policy::{ErasurePolicy, PolicyError};
 pub use reader::{apply_repairs, read_range, Manifest, ReadReport, Repair};
 pub use repairer::{rebuild_shards, Repairer};
-pub use shard_store::{ShardError, ShardStore, ShardWriter, Written};
+pub use shard_store::{ReceiveError, ShardError, ShardReceiver, ShardStore, ShardWriter, Written};
 pub use stripe::{StripeCodec, StripeError};

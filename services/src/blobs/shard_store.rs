@@ -236,6 +236,84 @@ impl ShardStore {
         sync_dir(&self.blob_dir(hash))
     }
 
+    /// Up to `len` bytes at `offset` of shard `index` of blob `hash` (fewer at the end of the
+    /// file) and the file's size; `None` when the file is missing.
+    pub fn read_at(
+        &self,
+        hash: &[u8; 32],
+        index: u32,
+        offset: u64,
+        len: usize,
+    ) -> Result<Option<(Vec<u8>, u64)>, ShardError> {
+        let path = self.shard_path(hash, index);
+        let f = match File::open(&path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(io_err("open", &path)(e)),
+        };
+        let size = f.metadata().map_err(io_err("stat", &path))?.len();
+        let len = (size.saturating_sub(offset)).min(len as u64) as usize;
+        let mut buf = vec![0u8; len];
+        f.read_exact_at(&mut buf, offset)
+            .map_err(io_err("read", &path))?;
+        Ok(Some((buf, size)))
+    }
+
+    /// The shard indexes this node has files for, of blob `hash` (none when it has no
+    /// directory for it).
+    pub fn held_shards(&self, hash: &[u8; 32]) -> Vec<u32> {
+        let Ok(entries) = fs::read_dir(self.blob_dir(hash)) else {
+            return Vec::new();
+        };
+        let mut out: Vec<u32> = entries
+            .flatten()
+            .filter_map(|e| e.file_name().to_str()?.parse().ok())
+            .collect();
+        out.sort_unstable();
+        out
+    }
+
+    /// Starts receiving shard `index` of blob `hash` from another node, into a file under
+    /// `tmp/`; [`ShardReceiver::finish`] checks and publishes it.
+    pub fn receiver(&self, hash: [u8; 32], index: u32) -> Result<ShardReceiver, ShardError> {
+        let path = self
+            .tmp_dir()
+            .join(format!("recv-{:016x}", rand::random::<u64>()));
+        let file = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&path)
+            .map_err(io_err("create", &path))?;
+        Ok(ShardReceiver {
+            store: self.clone(),
+            hash,
+            index,
+            path,
+            file: Some(BufWriter::with_capacity(WRITE_BUFFER, file)),
+            hasher: blake3::Hasher::new(),
+            len: 0,
+        })
+    }
+
+    /// Removes this node's copy of shard `index` of blob `hash` (and the blob's directory when
+    /// it was the last); durable on return. A missing file is not an error.
+    pub fn remove_shard(&self, hash: &[u8; 32], index: u32) -> Result<(), ShardError> {
+        let path = self.shard_path(hash, index);
+        match fs::remove_file(&path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(io_err("remove", &path)(e)),
+        }
+        let dir = self.blob_dir(hash);
+        sync_dir(&dir)?;
+        if fs::remove_dir(&dir).is_ok() {
+            if let Some(parent) = dir.parent() {
+                sync_dir(parent)?;
+            }
+        }
+        Ok(())
+    }
+
     /// Removes blob `hash`'s shard files (a missing blob is not an error); durable on return.
     pub fn remove_blob(&self, hash: &[u8; 32]) -> Result<(), ShardError> {
         let dir = self.blob_dir(hash);
@@ -246,6 +324,108 @@ impl ShardStore {
         match dir.parent() {
             Some(parent) => sync_dir(parent),
             None => Ok(()),
+        }
+    }
+}
+
+/// One shard arriving from another node: written to a temp file and hashed as it comes;
+/// [`ShardReceiver::finish`] checks it against the manifest, fsyncs it and renames it into the
+/// blob's directory (fsyncing the directories). Dropped unfinished, it removes its file.
+pub struct ShardReceiver {
+    store: ShardStore,
+    hash: [u8; 32],
+    index: u32,
+    path: PathBuf,
+    file: Option<BufWriter<File>>,
+    hasher: blake3::Hasher,
+    len: u64,
+}
+
+/// Why a received shard was not kept.
+#[derive(Debug, thiserror::Error)]
+pub enum ReceiveError {
+    /// The bytes are not the shard the manifest names.
+    #[error("received shard {index} has {got_len} bytes hashing to {got}, the manifest says {expected_len} bytes hashing to {expected}")]
+    Mismatch {
+        /// Shard index.
+        index: u32,
+        /// blake3 received.
+        got: String,
+        /// blake3 expected.
+        expected: String,
+        /// Bytes received.
+        got_len: u64,
+        /// Bytes expected.
+        expected_len: u64,
+    },
+    /// Storing it failed.
+    #[error(transparent)]
+    Store(#[from] ShardError),
+}
+
+impl ShardReceiver {
+    /// Bytes received so far.
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    /// Whether nothing was received yet.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Appends the next bytes of the shard.
+    pub fn write(&mut self, data: &[u8]) -> Result<(), ShardError> {
+        let path = self.path.clone();
+        let Some(file) = self.file.as_mut() else {
+            return Ok(());
+        };
+        file.write_all(data).map_err(io_err("write", &path))?;
+        self.hasher.update(data);
+        self.len += data.len() as u64;
+        Ok(())
+    }
+
+    /// Checks the shard against `expected_hash` and `expected_len`, then makes it durable in
+    /// the blob's directory (file fsync, rename, directory fsyncs).
+    pub fn finish(mut self, expected_hash: &[u8], expected_len: u64) -> Result<(), ReceiveError> {
+        let got = self.hasher.finalize();
+        if got.as_bytes().as_slice() != expected_hash || self.len != expected_len {
+            return Err(ReceiveError::Mismatch {
+                index: self.index,
+                got: hex::encode(got.as_bytes()),
+                expected: hex::encode(expected_hash),
+                got_len: self.len,
+                expected_len,
+            });
+        }
+        let path = self.path.clone();
+        let file = self
+            .file
+            .take()
+            .ok_or_else(|| io_err("finish", &path)(io::ErrorKind::Other.into()))?;
+        let file = file
+            .into_inner()
+            .map_err(|e| io_err("write", &path)(e.into_error()))?;
+        file.sync_data().map_err(io_err("fsync", &path))?;
+        drop(file);
+        let dir = self.store.blob_dir(&self.hash);
+        if let Some(parent) = dir.parent() {
+            create_dir_synced(parent)?;
+        }
+        create_dir_synced(&dir)?;
+        let dest = self.store.shard_path(&self.hash, self.index);
+        fs::rename(&path, &dest).map_err(io_err("rename", &dest))?;
+        sync_dir(&dir)?;
+        sync_dir(&self.store.tmp_dir())?;
+        Ok(())
+    }
+}
+
+impl Drop for ShardReceiver {
+    fn drop(&mut self) {
+        if self.file.take().is_some() || self.path.exists() {
+            let _ = fs::remove_file(&self.path);
         }
     }
 }

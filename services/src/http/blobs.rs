@@ -25,9 +25,7 @@ use axum::Json;
 use bytes::Bytes;
 use futures::StreamExt;
 use hearth_projections::BlobRecord;
-use hearth_proto::v1::envelope::Event;
-use hearth_proto::v1::{BlobAccepted, Envelope, ErasureParams, ShardPlaced};
-use prost::Message as _;
+use hearth_proto::v1::{BlobAccepted, ErasureParams};
 use serde::{Deserialize, Serialize};
 use std::ops::Range;
 use std::time::Duration;
@@ -52,7 +50,8 @@ pub struct BlobReply {
     pub k: u32,
     /// Parity shards.
     pub m: u32,
-    /// Acknowledgement tier reached: `accepted`.
+    /// Acknowledgement tier reached: `accepted`, `durable` (every placed shard confirmed by
+    /// its holder) or `verified` (and a node other than the writer signed the manifest).
     pub tier: String,
     /// The log index that accepted it: a read with `?after=INDEX` on any member sees it.
     pub index: u64,
@@ -65,8 +64,72 @@ impl BlobReply {
             size: r.size,
             k: r.data_shards,
             m: r.parity_shards,
-            tier: "accepted".into(),
+            tier: r.tier().into(),
             index: r.accepted_index,
+        }
+    }
+}
+
+/// Query of `PUT /v1/blobs`.
+#[derive(Debug, Default, Deserialize)]
+pub struct PutQuery {
+    /// Wait for this tier: `accepted` (the default), `durable` or `verified`.
+    wait: Option<String>,
+    /// How long to wait for it (humantime, e.g. `30s`; default 30 s, at most 10 min).
+    timeout: Option<String>,
+}
+
+/// Default bound of `?wait=`.
+const DEFAULT_WAIT: Duration = Duration::from_secs(30);
+/// Longest `?timeout=`.
+const MAX_WAIT: Duration = Duration::from_secs(600);
+
+/// The tier and bound a PUT waits for (400 on anything else).
+fn parse_wait(q: &PutQuery) -> Result<(&'static str, Duration), ApiError> {
+    let tier = match q.wait.as_deref() {
+        None | Some("accepted") => "accepted",
+        Some("durable") => "durable",
+        Some("verified") => "verified",
+        Some(other) => {
+            return Err(ApiError::bad_request(format!(
+                "wait={other:?}: expected accepted, durable or verified"
+            )))
+        }
+    };
+    let timeout = match q.timeout.as_deref() {
+        None => DEFAULT_WAIT,
+        Some(t) => humantime::parse_duration(t)
+            .map_err(|e| ApiError::bad_request(format!("timeout={t:?}: {e}")))?,
+    };
+    if timeout > MAX_WAIT {
+        return Err(ApiError::bad_request(format!(
+            "timeout may be at most {}",
+            humantime::format_duration(MAX_WAIT)
+        )));
+    }
+    Ok((tier, timeout))
+}
+
+/// The blob's record once it reached `tier`, or as it stands after `timeout`.
+async fn wait_for_tier(
+    node: &Node,
+    hash: &[u8; 32],
+    tier: &str,
+    timeout: Duration,
+) -> Result<BlobRecord, ApiError> {
+    let deadline = tokio::time::Instant::now() + timeout;
+    let mut applied = node.raft().metrics();
+    loop {
+        let record = node
+            .blob(hash)
+            .map_err(internal)?
+            .ok_or_else(|| internal("the accepted blob is missing from the index"))?;
+        if record.reached(tier) || record.deleted {
+            return Ok(record);
+        }
+        tokio::select! {
+            changed = applied.changed() => if changed.is_err() { return Ok(record) },
+            _ = tokio::time::sleep_until(deadline) => return Ok(record),
         }
     }
 }
@@ -105,10 +168,12 @@ fn read_error(e: ShardError) -> ApiError {
 /// `PUT /v1/blobs`.
 pub(super) async fn put_blob(
     State(node): State<Node>,
+    Query(query): Query<PutQuery>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
     check_writer(&node, &headers)?;
+    let (wait, timeout) = parse_wait(&query)?;
     let Some(_slot) = node.try_blob_put() else {
         return Err(ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -191,6 +256,7 @@ pub(super) async fn put_blob(
                 let hash = written.hash;
                 let _ = tokio::task::spawn_blocking(move || shards.remove_blob(&hash)).await;
             }
+            let existing = wait_for_tier(&node, &written.hash, wait, timeout).await?;
             return Ok((
                 StatusCode::OK,
                 Json(BlobReply::of(&written.hash, &existing)),
@@ -221,67 +287,35 @@ pub(super) async fn put_blob(
         };
         (written.hash, accepted)
     };
-    if let Some(existing) = live(node.blob(&hash).map_err(internal)?) {
+    if live(node.blob(&hash).map_err(internal)?).is_some() {
+        let existing = wait_for_tier(&node, &hash, wait, timeout).await?;
         return Ok((StatusCode::OK, Json(BlobReply::of(&hash, &existing))).into_response());
     }
-    let placement = accepted.clone();
     let committed = node.accept_blob(accepted).await?;
+    // Committed by the leader; a follower answers once it has applied the entry too.
+    if !node.wait_applied(committed.index, AFTER_WAIT).await {
+        return Err(ApiError::unavailable(format!(
+            "the blob was accepted at index {} but this node has not applied it yet; \
+             read it with ?after={}",
+            committed.index, committed.index
+        )));
+    }
     let record = node
         .blob(&hash)
         .map_err(internal)?
         .ok_or_else(|| internal("the accepted blob is missing from the index"))?;
     let first = (record.accepted_index, record.accepted_position);
+    let _ = committed.index;
     if committed.rejected.is_some() || first != (committed.index, committed.position) {
         // Another write of the same bytes was accepted first: that one is the blob (an inline
         // copy is folded into it, a sharded one rejected).
+        let record = wait_for_tier(&node, &hash, wait, timeout).await?;
         return Ok((StatusCode::OK, Json(BlobReply::of(&hash, &record))).into_response());
     }
-    // Record this node as the holder of every shard it wrote (same entry when they batch). The
-    // epoch is the acceptance's index, so a blob deleted and put again is placed anew.
-    let placements = placements_of(&node, &placement, committed.index);
-    let placed = futures::future::join_all(placements.into_iter().map(|p| node.propose(p))).await;
-    if let Some(Err(e)) = placed.into_iter().find(Result::is_err) {
-        tracing::warn!(hash = %hex::encode(&hash), error = %e, "recording shard placements");
-    }
+    // The acceptance records this node as the holder of every shard it wrote; the replication
+    // worker spreads them from there.
+    let record = wait_for_tier(&node, &hash, wait, timeout).await?;
     Ok((StatusCode::CREATED, Json(BlobReply::of(&hash, &record))).into_response())
-}
-
-/// `ShardPlaced` envelopes naming this node as holder of every shard of `accepted`.
-fn placements_of(node: &Node, accepted: &BlobAccepted, epoch: u64) -> Vec<Bytes> {
-    let Some(erasure) = &accepted.erasure else {
-        return Vec::new();
-    };
-    let Ok(layout) = Layout::new(
-        accepted.size,
-        erasure.data_shards,
-        erasure.parity_shards,
-        erasure.stripe_size,
-    ) else {
-        return Vec::new();
-    };
-    let me = Bytes::from(node.peer_id().to_bytes());
-    accepted
-        .shard_hashes
-        .iter()
-        .zip(0u32..)
-        .map(|(h, i)| {
-            Envelope {
-                schema_version: hearth_proto::SCHEMA_VERSION,
-                origin: me.clone(),
-                event: Some(Event::ShardPlaced(ShardPlaced {
-                    blob_hash: accepted.blob_hash.clone(),
-                    shard_index: i,
-                    holder: me.clone(),
-                    placement_epoch: epoch,
-                    shard_hash: h.clone(),
-                    shard_size: layout.shard_size(),
-                })),
-                ..Envelope::default()
-            }
-            .encode_to_vec()
-            .into()
-        })
-        .collect()
 }
 
 /// A record that is not a tombstone.
@@ -431,12 +465,108 @@ pub(super) async fn get_blob(
         Body::from(Bytes::copy_from_slice(
             &inline[want.start as usize..want.end as usize],
         ))
-    } else if node.shards().has_blob(&hash) {
+    } else if holds_every_shard(&node, &hash, &record)? {
         stream_shards(&node, &hash, &record, want).await?
     } else {
-        stream_from_holders(&node, &hash, &record, want).await?
+        stream_cluster(&node, &hash, &record, want).await?
     };
     Ok((status, resp_headers, body).into_response())
+}
+
+/// Whether this node is a confirmed holder of every shard of the blob (then it reads and
+/// repairs them itself; otherwise the shards come from their holders across the cluster).
+fn holds_every_shard(node: &Node, hash: &[u8; 32], record: &BlobRecord) -> Result<bool, ApiError> {
+    let me = node.peer_id().to_bytes();
+    let holders = node.blob_holders(hash).map_err(internal)?;
+    Ok((0..record.shard_count() as u32).all(|shard| {
+        holders
+            .iter()
+            .any(|(s, h, r)| *s == shard && *h == me && r.confirmed)
+    }))
+}
+
+/// Reads `want` from the blob's holders across the cluster (this node's files among them),
+/// piece by piece: every stripe is rebuilt from the first `k` shards that check out against
+/// its hash before any of its bytes are sent; the first piece is read before the answer
+/// starts, so an unavailable blob is a 503, not a cut-off body.
+async fn stream_cluster(
+    node: &Node,
+    hash: &[u8; 32],
+    record: &BlobRecord,
+    want: Range<u64>,
+) -> Result<Body, ApiError> {
+    use crate::node::cluster_read::{ShardSources, STRIPES_PER_PIECE};
+    let manifest = crate::node::replicator::manifest_of(hash, record).map_err(internal)?;
+    let layout = manifest.layout;
+    let holders = node.blob_holders(hash).map_err(internal)?;
+    let sources = ShardSources::new(node, layout.shard_count(), &holders);
+    let stripes = layout.stripes_for(want.clone());
+    if stripes.is_empty() {
+        return Ok(Body::empty());
+    }
+    let reader = std::sync::Arc::new(ClusterRead {
+        sources,
+        manifest,
+        cache: node.stripe_cache().clone(),
+        want,
+        end: stripes.end,
+    });
+    let (first, next) = reader
+        .piece(stripes.start, STRIPES_PER_PIECE)
+        .await
+        .map_err(ApiError::unavailable)?;
+    let rest = futures::stream::unfold((reader, next), |(reader, at)| async move {
+        if at >= reader.end {
+            return None;
+        }
+        match reader.piece(at, STRIPES_PER_PIECE).await {
+            Ok((bytes, next)) => Some((Ok(bytes), (reader, next))),
+            Err(e) => {
+                let end = reader.end;
+                Some((Err(std::io::Error::other(e)), (reader, end)))
+            }
+        }
+    });
+    let stream = futures::stream::once(async move { Ok::<_, std::io::Error>(first) }).chain(rest);
+    Ok(Body::from_stream(stream))
+}
+
+/// One read across the cluster: its sources, what it wants, and the cache it fills.
+struct ClusterRead {
+    sources: crate::node::cluster_read::ShardSources,
+    manifest: Manifest,
+    cache: crate::blobs::StripeCache,
+    want: Range<u64>,
+    /// One past the last stripe the read touches.
+    end: u64,
+}
+
+impl ClusterRead {
+    /// The wanted bytes of up to `count` stripes from `from`, and the next stripe.
+    async fn piece(&self, from: u64, count: u64) -> Result<(Bytes, u64), String> {
+        let m = &self.manifest;
+        let piece = from..(from + count).min(self.end);
+        let cached: Option<Vec<Bytes>> =
+            piece.clone().map(|s| self.cache.get(&m.hash, s)).collect();
+        let data = match cached {
+            Some(data) => data,
+            None => {
+                let data = self.sources.read_stripes(m, piece.clone()).await?;
+                for (s, d) in piece.clone().zip(&data) {
+                    self.cache.insert(&m.hash, s, d.clone());
+                }
+                data
+            }
+        };
+        let mut out = Vec::new();
+        for (s, d) in piece.clone().zip(data) {
+            let r = m.layout.stripe_range(s);
+            let a = self.want.start.max(r.start) - r.start;
+            let b = self.want.end.min(r.end) - r.start;
+            out.extend_from_slice(&d[a as usize..b as usize]);
+        }
+        Ok((Bytes::from(out), piece.end))
+    }
 }
 
 /// Reads `want` piece by piece on a blocking thread; the first piece is read before the answer
@@ -496,128 +626,6 @@ async fn stream_shards(
     Ok(Body::from_stream(stream))
 }
 
-/// Reads `want` from another member that holds the blob's shards (this node holds none): the
-/// stripes covering `want` are fetched over HTTP and each is checked against the manifest's
-/// stripe hash before any of its bytes are passed on. Holders are tried in turn until one
-/// answers; the first stripe is verified before the answer starts.
-async fn stream_from_holders(
-    node: &Node,
-    hash: &[u8; 32],
-    record: &BlobRecord,
-    want: Range<u64>,
-) -> Result<Body, ApiError> {
-    let layout =
-        existing_layout(record).ok_or_else(|| internal("the blob's manifest is invalid"))?;
-    let stripes = layout.stripes_for(want.clone());
-    if stripes.is_empty() {
-        return Ok(Body::empty());
-    }
-    let aligned =
-        layout.stripe_range(stripes.start).start..layout.stripe_range(stripes.end - 1).end;
-    let mut last_error = String::from("no other member holds its shards");
-    for url in node.holder_urls(hash).map_err(internal)? {
-        let resp = node
-            .client()
-            .get(format!(
-                "{url}/v1/blobs/{}?after={}",
-                hex::encode(hash),
-                record.accepted_index
-            ))
-            .header(
-                header::RANGE,
-                format!("bytes={}-{}", aligned.start, aligned.end - 1),
-            )
-            .send()
-            .await;
-        let resp = match resp {
-            Ok(r) if r.status().is_success() => r,
-            Ok(r) => {
-                last_error = format!("{url} answered {}", r.status());
-                continue;
-            }
-            Err(e) => {
-                last_error = format!("{url}: {e}");
-                continue;
-            }
-        };
-        let mut verifier = StripeVerifier {
-            layout,
-            hashes: record.stripe_hashes.clone(),
-            stripe: stripes.start,
-            buf: Vec::new(),
-            want: want.clone(),
-            body: resp.bytes_stream(),
-        };
-        match verifier.next_piece().await {
-            Ok(Some(first)) => {
-                let rest = futures::stream::unfold(verifier, |mut v| async move {
-                    match v.next_piece().await {
-                        Ok(Some(bytes)) => Some((Ok(bytes), v)),
-                        Ok(None) => None,
-                        Err(e) => Some((Err(std::io::Error::other(e)), v)),
-                    }
-                });
-                let stream = futures::stream::once(async move { Ok(first) }).chain(rest);
-                return Ok(Body::from_stream(stream));
-            }
-            Ok(None) => return Ok(Body::empty()),
-            Err(e) => last_error = format!("{url}: {e}"),
-        }
-    }
-    Err(ApiError::unavailable(format!(
-        "this node holds no shard of the blob and no holder could serve it: {last_error}"
-    )))
-}
-
-/// Cuts a holder's answer into stripes, checks each against its hash, and hands out the part
-/// of each that was asked for.
-struct StripeVerifier<S> {
-    layout: Layout,
-    hashes: Vec<Vec<u8>>,
-    /// The next stripe to complete.
-    stripe: u64,
-    buf: Vec<u8>,
-    want: Range<u64>,
-    body: S,
-}
-
-impl<S> StripeVerifier<S>
-where
-    S: futures::Stream<Item = reqwest::Result<Bytes>> + Unpin,
-{
-    /// The asked-for bytes of the next verified stripe; `None` at the end.
-    async fn next_piece(&mut self) -> Result<Option<Bytes>, String> {
-        let end = self.layout.stripes_for(self.want.clone()).end;
-        if self.stripe >= end {
-            return Ok(None);
-        }
-        let range = self.layout.stripe_range(self.stripe);
-        let len = (range.end - range.start) as usize;
-        while self.buf.len() < len {
-            match self.body.next().await {
-                Some(Ok(piece)) => self.buf.extend_from_slice(&piece),
-                Some(Err(e)) => return Err(format!("the transfer broke off: {e}")),
-                None => return Err("the holder's answer ended early".into()),
-            }
-        }
-        let rest = self.buf.split_off(len);
-        let stripe = std::mem::replace(&mut self.buf, rest);
-        let expected = self.hashes.get(self.stripe as usize);
-        if expected.map(Vec::as_slice) != Some(blake3::hash(&stripe).as_bytes().as_slice()) {
-            return Err(format!(
-                "stripe {} from the holder does not match its hash",
-                self.stripe
-            ));
-        }
-        self.stripe += 1;
-        let from = self.want.start.max(range.start) - range.start;
-        let to = self.want.end.min(range.end) - range.start;
-        Ok(Some(Bytes::copy_from_slice(
-            &stripe[from as usize..to as usize],
-        )))
-    }
-}
-
 /// Parses a single `bytes=` range against `size`; `None` when unsatisfiable or malformed.
 fn parse_range(value: &str, size: u64) -> Option<Range<u64>> {
     let spec = value.trim().strip_prefix("bytes=")?;
@@ -675,8 +683,18 @@ pub struct BlobStatus {
     pub stripe_size: u64,
     /// Whether the bytes travel inside the log (small blobs).
     pub inline: bool,
-    /// Acknowledgement tier reached: `accepted`.
+    /// Acknowledgement tier reached: `accepted`, `durable` or `verified`.
     pub tier: String,
+    /// Log time it became durable (0: not yet).
+    pub durable_log_time_ms: u64,
+    /// Log time it became verified (0: not yet), and by whom.
+    pub verified_log_time_ms: u64,
+    /// The verifier's PeerId (empty until verified).
+    pub verified_by: String,
+    /// How many member losses (any of them) it survives now, from the confirmed copies.
+    pub survives: u32,
+    /// For each voter: whether the blob survives that member leaving.
+    pub if_member_leaves: Vec<MemberLoss>,
     /// The log index that accepted it.
     pub accepted_index: u64,
     /// Log time of the acceptance, Unix ms.
@@ -685,6 +703,15 @@ pub struct BlobStatus {
     pub content_type: String,
     /// Every shard, in order (empty for an inline blob).
     pub shards: Vec<ShardStatus>,
+}
+
+/// One line of [`BlobStatus::if_member_leaves`].
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct MemberLoss {
+    /// The member's PeerId.
+    pub peer_id: String,
+    /// Whether at least `k` shards stay on the other members without it.
+    pub survives: bool,
 }
 
 /// One shard in a [`BlobStatus`].
@@ -737,6 +764,35 @@ pub(super) async fn blob_status(
     })
     .await
     .map_err(internal)?;
+    let voters = node.voter_peers();
+    let (survives, if_member_leaves) = if record.is_inline() {
+        // In every member's log: any member but the last may go.
+        let n = voters.len() as u32;
+        let lines = voters
+            .iter()
+            .map(|v| MemberLoss {
+                peer_id: peer_text(v),
+                survives: n > 1,
+            })
+            .collect();
+        (n.saturating_sub(1), lines)
+    } else {
+        use crate::replication::placement::{survivable_losses, survives_without};
+        let mut copies = vec![Vec::new(); record.shard_count() as usize];
+        for (s, h, r) in &holders {
+            if let Some(c) = copies.get_mut(*s as usize).filter(|_| r.confirmed) {
+                c.push(h.clone());
+            }
+        }
+        let lines = voters
+            .iter()
+            .map(|v| MemberLoss {
+                peer_id: peer_text(v),
+                survives: survives_without(record.data_shards, &copies, v),
+            })
+            .collect();
+        (survivable_losses(record.data_shards, &copies), lines)
+    };
     let shards = record
         .shard_hashes
         .iter()
@@ -749,9 +805,7 @@ pub(super) async fn blob_status(
                 .iter()
                 .filter(|(s, _, _)| *s == index)
                 .map(|(_, holder, r)| HolderStatus {
-                    peer_id: libp2p::PeerId::from_bytes(holder)
-                        .map(|p| p.to_string())
-                        .unwrap_or_else(|_| hex::encode(holder)),
+                    peer_id: peer_text(holder),
                     epoch: r.placement_epoch,
                     confirmed: r.confirmed,
                 })
@@ -766,12 +820,28 @@ pub(super) async fn blob_status(
         m: record.parity_shards,
         stripe_size: record.stripe_size,
         inline: record.inline_data.is_some(),
-        tier: "accepted".into(),
+        tier: record.tier().into(),
+        durable_log_time_ms: record.durable_log_time_ms,
+        verified_log_time_ms: record.verified_log_time_ms,
+        verified_by: if record.verified_by.is_empty() {
+            String::new()
+        } else {
+            peer_text(&record.verified_by)
+        },
+        survives,
+        if_member_leaves,
         accepted_index: record.accepted_index,
         accepted_log_time_ms: record.accepted_log_time_ms,
         content_type: record.content_type,
         shards,
     }))
+}
+
+/// A PeerId as text (hex when the bytes are not one).
+fn peer_text(bytes: &[u8]) -> String {
+    libp2p::PeerId::from_bytes(bytes)
+        .map(|p| p.to_string())
+        .unwrap_or_else(|_| hex::encode(bytes))
 }
 
 /// Answer of `DELETE /v1/blobs/{hash}`.

@@ -21,6 +21,11 @@ use libp2p::StreamProtocol;
 /// The request-response protocol carrying raft RPCs between members.
 pub const RAFT_PROTOCOL: StreamProtocol = StreamProtocol::new("/hearth/raft/1");
 
+/// The request-response protocol carrying shard transfers between members (same framing,
+/// limits and checks as [`RAFT_PROTOCOL`]; its own streams, so a large transfer never sits in
+/// front of a heartbeat).
+pub const SHARD_PROTOCOL: StreamProtocol = StreamProtocol::new("/hearth/shard/1");
+
 /// The largest frame payload (header + body) accepted or sent on `/hearth/raft/1`: 16 MiB.
 ///
 /// It must stay above the largest append batch openraft may send (the raft layer bounds

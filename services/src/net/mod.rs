@@ -9,7 +9,8 @@
 //! [`NetHandle::shutdown`].
 //!
 //! Raft RPCs travel on `/hearth/raft/1` ([`codec`]) as opaque bytes: this module knows nothing
-//! of openraft. Inbound requests are checked by the actor *before* any handler runs:
+//! of openraft. Shard transfers travel on `/hearth/shard/1` with the same framing, limits and
+//! checks ([`NetHandle::request_on`], [`RaftInbound::handle_shard`]). Inbound requests are checked by the actor *before* any handler runs:
 //! 1. the request's cluster id must be this node's, else the answer is
 //!    [`status::WRONG_CLUSTER`] (counted in [`NetStats::wrong_cluster_requests`]);
 //! 2. the sender's PeerId must be in the member set given to [`NetHandle::set_members`], else the
@@ -40,6 +41,15 @@ use tokio::task::JoinSet;
 use tracing::Instrument as _;
 
 pub use codec::{status, RaftRequest, RaftResponse, MAX_RAFT_BODY, MAX_RAFT_MESSAGE};
+
+/// Which request-response protocol a request travels on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Protocol {
+    /// `/hearth/raft/1`: raft RPCs and forwarded writes.
+    Raft,
+    /// `/hearth/shard/1`: shard transfers.
+    Shard,
+}
 use swarm::{NodeBehaviourEvent, NodeSwarm};
 
 /// Default bound on one raft request, from sending to response.
@@ -118,6 +128,12 @@ impl NetConfig {
 pub trait RaftInbound: Send + Sync + 'static {
     /// Answers `req` from the member `from`.
     fn handle(&self, from: PeerId, req: RaftRequest) -> BoxFuture<'_, RaftResponse>;
+
+    /// Answers a `/hearth/shard/1` request from the member `from`. The default refuses it.
+    fn handle_shard(&self, from: PeerId, req: RaftRequest) -> BoxFuture<'_, RaftResponse> {
+        let _ = from;
+        Box::pin(async move { RaftResponse::refused(req.cluster_id, status::MALFORMED) })
+    }
 }
 
 /// Counters kept by the actor.
@@ -143,6 +159,7 @@ enum Command {
     },
     Request {
         peer: PeerId,
+        protocol: Protocol,
         req: RaftRequest,
         reply: oneshot::Sender<Result<RaftResponse, NetError>>,
     },
@@ -289,6 +306,16 @@ impl NetHandle {
     /// A response whose status is not [`status::OK`] is [`NetError::Refused`]; a body larger than
     /// [`MAX_RAFT_BODY`] is [`NetError::Codec`] without anything being sent.
     pub async fn request(&self, peer: PeerId, req: RaftRequest) -> Result<RaftResponse, NetError> {
+        self.request_on(Protocol::Raft, peer, req).await
+    }
+
+    /// Like [`Self::request`], on `protocol`.
+    pub async fn request_on(
+        &self,
+        protocol: Protocol,
+        peer: PeerId,
+        req: RaftRequest,
+    ) -> Result<RaftResponse, NetError> {
         if req.body.len() > MAX_RAFT_BODY {
             return Err(NetError::Codec(format!(
                 "request body of {} bytes exceeds the limit of {MAX_RAFT_BODY} bytes",
@@ -296,7 +323,12 @@ impl NetHandle {
             )));
         }
         let resp = self
-            .call(|reply| Command::Request { peer, req, reply })
+            .call(|reply| Command::Request {
+                peer,
+                protocol,
+                req,
+                reply,
+            })
             .await??;
         if resp.status != status::OK {
             return Err(NetError::Refused {
@@ -336,7 +368,7 @@ impl NetHandle {
     }
 }
 
-type HandlerOutcome = (ResponseChannel<RaftResponse>, RaftResponse);
+type HandlerOutcome = (Protocol, ResponseChannel<RaftResponse>, RaftResponse);
 
 /// The `hearth-net` actor: owns the swarm and every piece of state that goes with it.
 struct Actor {
@@ -363,7 +395,7 @@ impl Actor {
                 event = self.swarm.select_next_some() => self.on_swarm_event(event),
                 Some(done) = self.handlers.join_next(), if !self.handlers.is_empty() => {
                     match done {
-                        Ok((channel, resp)) => self.respond(channel, resp),
+                        Ok((protocol, channel, resp)) => self.respond(protocol, channel, resp),
                         Err(e) => {
                             tracing::warn!(error = %e, "raft request handler failed");
                             self.stats.inbound_failures += 1;
@@ -400,8 +432,17 @@ impl Actor {
                     }
                 }
             }
-            Command::Request { peer, req, reply } => {
-                let id = self.swarm.behaviour_mut().raft.send_request(&peer, req);
+            Command::Request {
+                peer,
+                protocol,
+                req,
+                reply,
+            } => {
+                let behaviour = self.swarm.behaviour_mut();
+                let id = match protocol {
+                    Protocol::Raft => behaviour.raft.send_request(&peer, req),
+                    Protocol::Shard => behaviour.shard.send_request(&peer, req),
+                };
                 self.pending_requests.insert(id, reply);
             }
             Command::AddPeerAddress { peer, addr } => self.swarm.add_peer_address(peer, addr),
@@ -463,7 +504,12 @@ impl Actor {
                 self.stats.incoming_connection_errors += 1;
                 tracing::debug!(from = %send_back_addr, %error, "incoming connection failed");
             }
-            SwarmEvent::Behaviour(NodeBehaviourEvent::Raft(event)) => self.on_raft_event(event),
+            SwarmEvent::Behaviour(NodeBehaviourEvent::Raft(event)) => {
+                self.on_rr_event(Protocol::Raft, event)
+            }
+            SwarmEvent::Behaviour(NodeBehaviourEvent::Shard(event)) => {
+                self.on_rr_event(Protocol::Shard, event)
+            }
             SwarmEvent::Behaviour(NodeBehaviourEvent::Identify(event)) => {
                 tracing::trace!(?event, "identify");
             }
@@ -474,12 +520,16 @@ impl Actor {
         }
     }
 
-    fn on_raft_event(&mut self, event: request_response::Event<RaftRequest, RaftResponse>) {
+    fn on_rr_event(
+        &mut self,
+        protocol: Protocol,
+        event: request_response::Event<RaftRequest, RaftResponse>,
+    ) {
         match event {
             request_response::Event::Message { peer, message, .. } => match message {
                 request_response::Message::Request {
                     request, channel, ..
-                } => self.on_request(peer, request, channel),
+                } => self.on_request(protocol, peer, request, channel),
                 request_response::Message::Response {
                     request_id,
                     response,
@@ -512,6 +562,7 @@ impl Actor {
 
     fn on_request(
         &mut self,
+        protocol: Protocol,
         peer: PeerId,
         request: RaftRequest,
         channel: ResponseChannel<RaftResponse>,
@@ -520,6 +571,7 @@ impl Actor {
             self.stats.wrong_cluster_requests += 1;
             tracing::warn!(%peer, "raft request for another cluster refused");
             self.respond(
+                protocol,
                 channel,
                 RaftResponse::refused(self.cluster_id, status::WRONG_CLUSTER),
             );
@@ -529,6 +581,7 @@ impl Actor {
             self.stats.refused_requests += 1;
             tracing::warn!(%peer, "raft request from a non-member refused");
             self.respond(
+                protocol,
                 channel,
                 RaftResponse::refused(self.cluster_id, status::NOT_MEMBER),
             );
@@ -537,12 +590,20 @@ impl Actor {
         self.stats.handled_requests += 1;
         let inbound = Arc::clone(&self.inbound);
         self.handlers.spawn(async move {
-            let resp = inbound.handle(peer, request).await;
-            (channel, resp)
+            let resp = match protocol {
+                Protocol::Raft => inbound.handle(peer, request).await,
+                Protocol::Shard => inbound.handle_shard(peer, request).await,
+            };
+            (protocol, channel, resp)
         });
     }
 
-    fn respond(&mut self, channel: ResponseChannel<RaftResponse>, mut resp: RaftResponse) {
+    fn respond(
+        &mut self,
+        protocol: Protocol,
+        channel: ResponseChannel<RaftResponse>,
+        mut resp: RaftResponse,
+    ) {
         // Answers always name this node's cluster, whatever the handler filled in.
         resp.cluster_id = self.cluster_id;
         if resp.body.len() > MAX_RAFT_BODY {
@@ -552,13 +613,12 @@ impl Actor {
             );
             resp = RaftResponse::refused(self.cluster_id, status::MALFORMED);
         }
-        if self
-            .swarm
-            .behaviour_mut()
-            .raft
-            .send_response(channel, resp)
-            .is_err()
-        {
+        let behaviour = self.swarm.behaviour_mut();
+        let sent = match protocol {
+            Protocol::Raft => behaviour.raft.send_response(channel, resp),
+            Protocol::Shard => behaviour.shard.send_response(channel, resp),
+        };
+        if sent.is_err() {
             tracing::debug!("raft response dropped: the requester is gone");
         }
     }

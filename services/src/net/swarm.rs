@@ -1,5 +1,6 @@
 //! The node's libp2p swarm: TCP (nodelay) + noise + yamux, carrying identify (`/hearth/id/1`),
-//! ping and request-response on [`RAFT_PROTOCOL`](super::codec::RAFT_PROTOCOL).
+//! ping and request-response on [`RAFT_PROTOCOL`](super::codec::RAFT_PROTOCOL) and
+//! [`SHARD_PROTOCOL`](super::codec::SHARD_PROTOCOL).
 //!
 //! The swarm is owned by exactly one task, the `hearth-net` actor in [`super`]; nothing else
 //! touches it.
@@ -10,7 +11,7 @@ use libp2p::identity::Keypair;
 use libp2p::swarm::NetworkBehaviour;
 use libp2p::{identify, noise, ping, request_response, tcp, yamux, Swarm};
 
-use super::codec::{RaftCodec, RAFT_PROTOCOL};
+use super::codec::{RaftCodec, RAFT_PROTOCOL, SHARD_PROTOCOL};
 use super::NetError;
 
 /// The identify protocol version hearth nodes announce.
@@ -30,6 +31,8 @@ pub struct NodeBehaviour {
     pub ping: ping::Behaviour,
     /// Raft RPCs (`/hearth/raft/1`).
     pub raft: request_response::Behaviour<RaftCodec>,
+    /// Shard transfers (`/hearth/shard/1`).
+    pub shard: request_response::Behaviour<RaftCodec>,
 }
 
 /// The node's swarm.
@@ -61,6 +64,11 @@ pub fn build_swarm(
             raft: request_response::Behaviour::with_codec(
                 RaftCodec,
                 [(RAFT_PROTOCOL, request_response::ProtocolSupport::Full)],
+                request_response::Config::default().with_request_timeout(request_timeout),
+            ),
+            shard: request_response::Behaviour::with_codec(
+                RaftCodec,
+                [(SHARD_PROTOCOL, request_response::ProtocolSupport::Full)],
                 request_response::Config::default().with_request_timeout(request_timeout),
             ),
         })

@@ -72,31 +72,6 @@ impl Node {
         Ok(free.saturating_sub(self.inner.settings.disk_reserve))
     }
 
-    /// HTTP URLs of the other members holding a shard of blob `hash` (from its placements),
-    /// each once, in shard order.
-    pub fn holder_urls(&self, hash: &[u8; 32]) -> Result<Vec<String>, NodeError> {
-        let me = self.peer_id().to_bytes();
-        let metrics = self.inner.raft.metrics().borrow().clone();
-        let membership = metrics.membership_config.membership();
-        let mut urls: Vec<String> = Vec::new();
-        for (_, holder, _) in self.blob_holders(hash)? {
-            if holder == me {
-                continue;
-            }
-            let url = membership
-                .nodes()
-                .find(|(_, n)| {
-                    libp2p::PeerId::from_bytes(&holder).is_ok_and(|p| p.to_string() == n.peer_id)
-                })
-                .map(|(_, n)| n.http.clone())
-                .filter(|u| !u.is_empty());
-            if let Some(url) = url.filter(|u| !urls.contains(u)) {
-                urls.push(url);
-            }
-        }
-        Ok(urls)
-    }
-
     /// A slot for one blob upload; `None` when `max_blob_puts` are in flight.
     pub fn try_blob_put(&self) -> Option<tokio::sync::SemaphorePermit<'_>> {
         self.inner.blob_puts.try_acquire().ok()
@@ -153,6 +128,22 @@ impl Node {
                     "removed shard files no committed blob references"
                 );
                 removed += 1;
+                continue;
+            }
+            // Copies this node no longer holds (released, the removal cut short by a crash).
+            let me = self.peer_id().to_bytes();
+            let held: Vec<u32> = self
+                .blob_holders(&hash)?
+                .into_iter()
+                .filter(|(_, h, _)| *h == me)
+                .map(|(s, _, _)| s)
+                .collect();
+            let live = self.blob(&hash)?.is_some_and(|b| !b.deleted);
+            for shard in self.shards().held_shards(&hash) {
+                if live && !held.contains(&shard) {
+                    self.shards().remove_shard(&hash, shard)?;
+                    tracing::info!(hash = %crate::hex::encode(&hash), shard, "removed a released shard copy");
+                }
             }
         }
         Ok(removed)

@@ -25,10 +25,12 @@ pub mod api;
 pub mod batcher;
 mod blob_ops;
 pub mod cluster_file;
+pub mod cluster_read;
 mod error;
 pub mod forward;
 pub mod network;
 mod redactor;
+pub mod replicator;
 pub mod settings;
 
 pub use cluster_file::ClusterFile;
@@ -354,7 +356,11 @@ impl Node {
                 report: StartReport { how, torn_tail },
             }),
         };
-        inbound.set(raft.clone(), Arc::new(node.clone()));
+        inbound.set(
+            raft.clone(),
+            Arc::new(node.clone()),
+            node.inner.shards.clone(),
+        );
         node.inner.tasks.lock().extend([batch_task, repair_task]);
 
         if how == "founded" {
@@ -365,6 +371,7 @@ impl Node {
         node.spawn(orphan_sweeper(node.clone()));
         node.spawn(collector(node.clone()));
         node.spawn(redialer(node.clone()));
+        node.spawn(replicator::replicator(node.clone()));
         if let Some(reply) = joined {
             if !node.inner.settings.learner {
                 node.spawn(promote_self(node.clone(), reply));

@@ -214,6 +214,7 @@ pub trait WriteSink: Send + Sync + 'static {
 pub struct Inbound {
     raft: OnceLock<Raft<TypeConfig>>,
     sink: OnceLock<Arc<dyn WriteSink>>,
+    shards: OnceLock<crate::blobs::ShardStore>,
 }
 
 impl Inbound {
@@ -223,9 +224,15 @@ impl Inbound {
     }
 
     /// Connects the handler to the node's raft and write path.
-    pub fn set(&self, raft: Raft<TypeConfig>, sink: Arc<dyn WriteSink>) {
+    pub fn set(
+        &self,
+        raft: Raft<TypeConfig>,
+        sink: Arc<dyn WriteSink>,
+        shards: crate::blobs::ShardStore,
+    ) {
         let _ = self.raft.set(raft);
         let _ = self.sink.set(sink);
+        let _ = self.shards.set(shards);
     }
 }
 
@@ -303,6 +310,22 @@ fn unknown_kind(kind: u8) -> hearth_raft::CodecError {
 }
 
 impl RaftInbound for Inbound {
+    fn handle_shard(&self, from: PeerId, req: RaftRequest) -> BoxFuture<'_, RaftResponse> {
+        Box::pin(async move {
+            let cluster_id = req.cluster_id;
+            let Some(shards) = self.shards.get() else {
+                return RaftResponse::refused(cluster_id, status::MALFORMED);
+            };
+            match crate::replication::transfer::serve(shards, req.kind, &req.body).await {
+                Ok(body) => RaftResponse::ok(cluster_id, body),
+                Err(e) => {
+                    tracing::warn!(%from, error = %e, "shard request refused");
+                    RaftResponse::refused(cluster_id, status::MALFORMED)
+                }
+            }
+        })
+    }
+
     fn handle(&self, from: PeerId, req: RaftRequest) -> BoxFuture<'_, RaftResponse> {
         Box::pin(async move {
             let cluster_id = req.cluster_id;

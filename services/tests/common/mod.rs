@@ -2,6 +2,8 @@
 //! child on every way out, and starting / stopping `hearth serve`.
 #![allow(dead_code)] // each test binary uses its own subset
 
+pub mod cluster;
+
 use std::path::Path;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc::Receiver;

@@ -1,0 +1,411 @@
+//! The replication worker, on every member: its queue is the blob index's work list (blobs
+//! not yet settled), so it survives restarts with nothing lost and nothing done twice — every
+//! step is an event the index checks at apply.
+//!
+//! Each pass, for every unsettled blob:
+//! 1. **Decide** (the leader only): when the blob has no placement decision yet, or its
+//!    placement names a node that is no longer a voter, choose holders
+//!    ([`crate::replication::placement::place`], current holders kept where possible) and
+//!    propose one `ShardPlaced` per shard with a new epoch (after the acceptance and the
+//!    previous decision; an old leader's decision at the same epoch is rejected at apply).
+//! 2. **Hold** (the holder): a shard placed on this node and not confirmed is fetched from a
+//!    confirmed holder over `/hearth/shard/1`, or rebuilt from any `k` others when no copy
+//!    is left, checked against the manifest's shard hash, fsynced (file and directory), and
+//!    confirmed (`ReplicaConfirmed`).
+//! 3. **Release** (any holder of a surplus copy — typically the writer): once every shard of
+//!    the placement is confirmed, a copy the placement does not name is recorded released
+//!    (`ShardReleased`) and then its file removed. The leader records the copies of members
+//!    that left the cluster as released too (nobody else can).
+//!
+//! Memory: one transfer piece (4 MiB) or one stripe per shard in flight per blob.
+
+use super::{Node, NodeError};
+use crate::blobs::{Layout, Manifest};
+use crate::replication::placement::{self, Candidate};
+use crate::replication::transfer;
+use bytes::Bytes;
+use hearth_projections::{BlobIndexProjection, BlobRecord, HolderRecord};
+use hearth_proto::v1::envelope::Event;
+use hearth_proto::v1::{Envelope, ReplicaConfirmed, ShardPlaced, ShardReleased};
+use libp2p::PeerId;
+use prost::Message as _;
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+/// How often the worker looks at its queue.
+pub const REPLICATE_EVERY: Duration = Duration::from_millis(200);
+
+/// One blob's holders as the index has them: `(shard, holder, record)` (current ones only).
+type Holders = Vec<(u32, Vec<u8>, HolderRecord)>;
+
+impl Node {
+    /// The blobs on the replication work list (unsettled), in hash order.
+    pub fn replication_queue(&self) -> Result<Vec<[u8; 32]>, NodeError> {
+        let rows = self
+            .inner
+            .sm
+            .with_store(|s| {
+                s.scan_prefix(BlobIndexProjection::NAME, BlobIndexProjection::WORK_PREFIX)
+            })?
+            .map_err(|e| NodeError::Blob(format!("reading the blob index: {e}")))?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|(k, _)| k.get(1..).and_then(|h| <[u8; 32]>::try_from(h).ok()))
+            .collect())
+    }
+
+    /// PeerId bytes of the current voters.
+    pub fn voter_peers(&self) -> Vec<Vec<u8>> {
+        let m = self.inner.raft.metrics().borrow().clone();
+        let membership = m.membership_config.membership();
+        let voters: BTreeSet<u64> = membership.voter_ids().collect();
+        membership
+            .nodes()
+            .filter(|(id, _)| voters.contains(id))
+            .filter_map(|(_, n)| n.peer_id.parse::<PeerId>().ok())
+            .map(|p| p.to_bytes())
+            .collect()
+    }
+
+    fn is_leader(&self) -> bool {
+        let m = self.inner.raft.metrics().borrow().clone();
+        m.current_leader == Some(self.node_id()) && m.state == openraft::ServerState::Leader
+    }
+
+    /// One pass over the work list; returns how many steps were taken (events proposed).
+    pub async fn replicate_once(&self) -> Result<usize, NodeError> {
+        if self.ready().is_err() {
+            return Ok(0);
+        }
+        let mut steps = 0;
+        let leader = self.is_leader();
+        let voters = self.voter_peers();
+        for hash in self.replication_queue()? {
+            let Some(blob) = self.blob(&hash)?.filter(|b| !b.deleted && !b.is_inline()) else {
+                continue;
+            };
+            let holders = self.blob_holders(&hash)?;
+            if leader && needs_decision(&blob, &voters) {
+                steps += self.decide(&hash, &blob, &voters).await?;
+                continue;
+            }
+            steps += self.hold(&hash, &blob, &holders).await;
+            steps += self
+                .release(&hash, &blob, &holders, leader, &voters)
+                .await?;
+        }
+        Ok(steps)
+    }
+
+    /// Re-checks every blob's placement against the voters (after a membership change) and
+    /// puts the ones naming a former member back to work by deciding anew (leader only).
+    pub async fn replace_departed(&self) -> Result<usize, NodeError> {
+        if !self.is_leader() || self.ready().is_err() {
+            return Ok(0);
+        }
+        let voters = self.voter_peers();
+        let rows = self
+            .inner
+            .sm
+            .with_store(|s| {
+                s.scan_prefix(BlobIndexProjection::NAME, BlobIndexProjection::BLOB_PREFIX)
+            })?
+            .map_err(|e| NodeError::Blob(format!("reading the blob index: {e}")))?;
+        let mut steps = 0;
+        for (key, value) in rows {
+            let (Some(hash), Some(blob)) = (
+                key.get(1..).and_then(|h| <[u8; 32]>::try_from(h).ok()),
+                BlobIndexProjection::decode_blob(&value),
+            ) else {
+                continue;
+            };
+            if blob.deleted || blob.is_inline() || blob.placement.is_empty() {
+                continue;
+            }
+            if needs_decision(&blob, &voters) {
+                steps += self.decide(&hash, &blob, &voters).await?;
+            }
+        }
+        Ok(steps)
+    }
+
+    async fn decide(
+        &self,
+        hash: &[u8; 32],
+        blob: &BlobRecord,
+        voters: &[Vec<u8>],
+    ) -> Result<usize, NodeError> {
+        let layout = layout_of(blob)?;
+        let free = self.blob_room().unwrap_or(u64::MAX);
+        let me = self.peer_id().to_bytes();
+        let candidates: Vec<Candidate> = voters
+            .iter()
+            .map(|p| Candidate {
+                peer: p.clone(),
+                // Only this node's free space is known here; others are assumed to have room
+                // (a holder without room fails its fetch, and the blob stays unsettled).
+                free_bytes: if *p == me { free } else { u64::MAX },
+                score: 1.0,
+            })
+            .collect();
+        let chosen = placement::place(
+            hash,
+            blob.data_shards,
+            blob.parity_shards,
+            layout.shard_size(),
+            &candidates,
+            &blob.placement,
+        )
+        .map_err(|e| NodeError::Blob(format!("placing blob {}: {e}", crate::hex::encode(hash))))?;
+        let epoch = blob.placement_epoch.max(blob.accepted_index) + 1;
+        let proposals = chosen.holders.iter().zip(0u32..).map(|(holder, shard)| {
+            let env = Envelope {
+                schema_version: hearth_proto::SCHEMA_VERSION,
+                event: Some(Event::ShardPlaced(ShardPlaced {
+                    blob_hash: Bytes::copy_from_slice(hash),
+                    shard_index: shard,
+                    holder: Bytes::from(holder.clone()),
+                    placement_epoch: epoch,
+                    shard_hash: blob
+                        .shard_hashes
+                        .get(shard as usize)
+                        .cloned()
+                        .unwrap_or_default()
+                        .into(),
+                    shard_size: layout.shard_size(),
+                })),
+                ..Envelope::default()
+            };
+            self.propose(Bytes::from(env.encode_to_vec()))
+        });
+        let results = futures::future::join_all(proposals).await;
+        let failed = results.iter().filter(|r| r.is_err()).count();
+        if failed > 0 {
+            tracing::warn!(hash = %crate::hex::encode(hash), failed, "proposing a placement");
+        }
+        tracing::debug!(
+            hash = %crate::hex::encode(hash),
+            epoch,
+            survives = chosen.survives,
+            "placed shards"
+        );
+        Ok(results.len() - failed)
+    }
+
+    /// Fetches and confirms the shards the placement gives this node; returns confirmations.
+    async fn hold(&self, hash: &[u8; 32], blob: &BlobRecord, holders: &Holders) -> usize {
+        let me = self.peer_id().to_bytes();
+        let mut steps = 0;
+        for (shard, holder, record) in holders {
+            if *holder != me || record.confirmed || record.placement_epoch != blob.placement_epoch {
+                continue;
+            }
+            let expected = blob
+                .shard_hashes
+                .get(*shard as usize)
+                .cloned()
+                .unwrap_or_default();
+            match self
+                .obtain_shard(hash, blob, holders, *shard, &expected, record.shard_size)
+                .await
+            {
+                Ok(()) => {}
+                Err(e) => {
+                    tracing::warn!(hash = %crate::hex::encode(hash), shard, error = %e, "fetching a placed shard");
+                    continue;
+                }
+            }
+            let env = Envelope {
+                schema_version: hearth_proto::SCHEMA_VERSION,
+                event: Some(Event::ReplicaConfirmed(ReplicaConfirmed {
+                    blob_hash: Bytes::copy_from_slice(hash),
+                    shard_index: *shard,
+                    holder: Bytes::from(me.clone()),
+                    shard_hash: expected.into(),
+                    shard_size: record.shard_size,
+                })),
+                ..Envelope::default()
+            };
+            match self.propose(Bytes::from(env.encode_to_vec())).await {
+                Ok(_) => steps += 1,
+                Err(e) => tracing::warn!(error = %e, "confirming a replica"),
+            }
+        }
+        steps
+    }
+
+    /// Puts shard `shard` in this node's store: already there and intact, copied from a
+    /// confirmed holder, or rebuilt from `k` other shards.
+    async fn obtain_shard(
+        &self,
+        hash: &[u8; 32],
+        blob: &BlobRecord,
+        holders: &Holders,
+        shard: u32,
+        expected: &[u8],
+        size: u64,
+    ) -> Result<(), String> {
+        let me = self.peer_id().to_bytes();
+        // A copy already here (an earlier fetch whose confirmation was lost): re-hash it.
+        let store = self.shards().clone();
+        let path = store.shard_path(hash, shard);
+        let want = expected.to_vec();
+        let intact = tokio::task::spawn_blocking(move || {
+            std::fs::read(&path)
+                .map(|b| b.len() as u64 == size && blake3::hash(&b).as_bytes().as_slice() == want)
+                .unwrap_or(false)
+        })
+        .await
+        .unwrap_or(false);
+        if intact {
+            return Ok(());
+        }
+        let mut last = String::from("no confirmed holder has it");
+        for (s, holder, record) in holders {
+            if *s != shard || *holder == me || !record.confirmed {
+                continue;
+            }
+            let Ok(peer) = PeerId::from_bytes(holder) else {
+                continue;
+            };
+            match transfer::fetch_shard(
+                self.net(),
+                self.cluster_id(),
+                peer,
+                self.shards(),
+                *hash,
+                shard,
+                expected.to_vec(),
+                size,
+            )
+            .await
+            {
+                Ok(f) => {
+                    tracing::debug!(%peer, shard, bytes = f.bytes, micros = f.micros, "fetched a shard");
+                    return Ok(());
+                }
+                Err(e) => last = e.to_string(),
+            }
+        }
+        // No copy to fetch: rebuild it from the other shards.
+        let manifest = manifest_of(hash, blob).map_err(|e| e.to_string())?;
+        self.rebuild_shard(&manifest, holders, shard, expected, size)
+            .await
+            .map_err(|e| format!("{last}; rebuilding it: {e}"))
+    }
+
+    /// Releases this node's surplus copies once the placement is satisfied; the leader also
+    /// records as gone the copies of members no longer in the cluster.
+    async fn release(
+        &self,
+        hash: &[u8; 32],
+        blob: &BlobRecord,
+        holders: &Holders,
+        leader: bool,
+        voters: &[Vec<u8>],
+    ) -> Result<usize, NodeError> {
+        if !satisfied(blob, holders) {
+            return Ok(0);
+        }
+        let me = self.peer_id().to_bytes();
+        let mut steps = 0;
+        for (shard, holder, _) in holders {
+            let placed = blob.placement.get(*shard as usize);
+            let mine = *holder == me;
+            let departed = leader && !voters.contains(holder);
+            if !(mine || departed) || placed == Some(holder) {
+                continue;
+            }
+            let env = Envelope {
+                schema_version: hearth_proto::SCHEMA_VERSION,
+                event: Some(Event::ShardReleased(ShardReleased {
+                    blob_hash: Bytes::copy_from_slice(hash),
+                    shard_index: *shard,
+                    holder: Bytes::from(holder.clone()),
+                })),
+                ..Envelope::default()
+            };
+            // Recorded first, then removed: a crash in between leaves a file no holder record
+            // names, which the start-up sweep removes (`Node::sweep_orphans`).
+            match self.propose(Bytes::from(env.encode_to_vec())).await {
+                Ok(c) if c.rejected.is_none() => {
+                    steps += 1;
+                    if !mine {
+                        continue;
+                    }
+                    self.shards().remove_shard(hash, *shard)?;
+                    self.stripe_cache()
+                        .remove_blob(hash, blob.stripe_hashes.len() as u64);
+                }
+                Ok(c) => tracing::debug!(reason = ?c.rejected, "release rejected"),
+                Err(e) => tracing::warn!(error = %e, "releasing a surplus shard"),
+            }
+        }
+        Ok(steps)
+    }
+}
+
+/// Whether the blob needs a (new) decision: none yet, or one naming a non-voter.
+fn needs_decision(blob: &BlobRecord, voters: &[Vec<u8>]) -> bool {
+    blob.placement.is_empty()
+        || blob
+            .placement
+            .iter()
+            .any(|h| h.is_empty() || !voters.contains(h))
+}
+
+/// Whether every shard of the placement is held, confirmed, by its placed holder.
+pub fn satisfied(blob: &BlobRecord, holders: &Holders) -> bool {
+    !blob.placement.is_empty()
+        && blob.placement.iter().zip(0u32..).all(|(p, shard)| {
+            holders
+                .iter()
+                .any(|(s, h, r)| *s == shard && h == p && r.confirmed)
+        })
+}
+
+/// The layout recorded for a sharded blob.
+pub fn layout_of(blob: &BlobRecord) -> Result<Layout, NodeError> {
+    Layout::new(
+        blob.size,
+        blob.data_shards,
+        blob.parity_shards,
+        blob.stripe_size,
+    )
+    .map_err(|e| NodeError::Blob(format!("blob layout: {e}")))
+}
+
+/// What a reader needs of a sharded blob.
+pub fn manifest_of(hash: &[u8; 32], blob: &BlobRecord) -> Result<Manifest, NodeError> {
+    Ok(Manifest {
+        hash: *hash,
+        layout: layout_of(blob)?,
+        stripe_hashes: blob
+            .stripe_hashes
+            .iter()
+            .filter_map(|h| <[u8; 32]>::try_from(h.as_slice()).ok())
+            .collect(),
+    })
+}
+
+/// The replication worker: a pass every [`REPLICATE_EVERY`], and a full re-check of
+/// placements whenever the voters change.
+pub(super) async fn replicator(node: Node) {
+    let mut checked: Option<Vec<Vec<u8>>> = None;
+    loop {
+        tokio::time::sleep(REPLICATE_EVERY).await;
+        // The leader re-checks every placement when the voters change (or it just took over).
+        let now = node.is_leader().then(|| node.voter_peers());
+        if now.is_some() && now != checked && node.ready().is_ok() {
+            match node.replace_departed().await {
+                Ok(_) => checked = now,
+                Err(e) => tracing::warn!(error = %e, "re-placing shards after a membership change"),
+            }
+        } else if now.is_none() {
+            checked = None;
+        }
+        if let Err(e) = node.replicate_once().await {
+            tracing::warn!(error = %e, "replication pass");
+        }
+    }
+}

@@ -1,0 +1,173 @@
+//! Replication across real `hearth serve` processes on loopback: a blob PUT with
+//! `?wait=durable` is spread over the members (one or two shards each, the writer's surplus
+//! copies released), its status says which losses it survives, every member reads it, a killed
+//! member does not stop reads, and removing that member gets every blob durable and spread
+//! again with no operator action.
+
+mod common;
+
+use common::cluster::{client, form_cluster, get, sigkill, status_of, wait_for, CONVERGE};
+use common::Serve;
+use hearth_services::http::blobs::{BlobReply, BlobStatus};
+use hearth_services::node::api::NodeInfo;
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+fn blob(size: usize, seed: u32) -> Vec<u8> {
+    (0..size as u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761).wrapping_add(seed) >> 13) as u8)
+        .collect()
+}
+
+async fn put_durable(c: &reqwest::Client, url: &str, data: Vec<u8>) -> BlobReply {
+    let r = c
+        .put(format!("{url}/v1/blobs?wait=durable&timeout=60s"))
+        .body(data)
+        .timeout(Duration::from_secs(90))
+        .send()
+        .await
+        .expect("put");
+    let code = r.status();
+    let body = r.text().await.expect("body");
+    assert!(code.is_success(), "{code}: {body}");
+    serde_json::from_str(&body).expect("reply")
+}
+
+async fn status(c: &reqwest::Client, url: &str, hash: &str) -> Option<BlobStatus> {
+    get(c, &format!("{url}/v1/blobs/{hash}/status")).await
+}
+
+/// Holders of each shard that confirmed it.
+fn confirmed(st: &BlobStatus) -> Vec<BTreeSet<String>> {
+    st.shards
+        .iter()
+        .map(|s| {
+            s.holders
+                .iter()
+                .filter(|h| h.confirmed)
+                .map(|h| h.peer_id.clone())
+                .collect()
+        })
+        .collect()
+}
+
+async fn read_back(c: &reqwest::Client, url: &str, reply: &BlobReply, data: &[u8]) {
+    let r = c
+        .get(format!(
+            "{url}/v1/blobs/{}?after={}",
+            reply.hash, reply.index
+        ))
+        .timeout(Duration::from_secs(60))
+        .send()
+        .await
+        .expect("get");
+    assert_eq!(r.status().as_u16(), 200, "read on {url}");
+    let got = r.bytes().await.expect("body");
+    assert!(got[..] == data[..], "bytes read on {url} differ");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn blobs_spread_survive_a_lost_member_and_are_repaired_after_its_removal() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let nodes = form_cluster(dir.path(), 4, &[]).await;
+    let c = client();
+    let urls: Vec<String> = nodes.iter().map(Serve::http_url).collect();
+    let mut peers = Vec::new();
+    for u in &urls {
+        let i: NodeInfo = get(&c, &format!("{u}/v1/admin/node")).await.expect("info");
+        peers.push(i.peer_id);
+    }
+
+    // Four voters: the auto code is 2 + 2, one shard per member.
+    let blobs: Vec<Vec<u8>> = vec![blob(3_000_000, 1), blob(700_000, 2), blob(20_000, 3)];
+    let mut replies = Vec::new();
+    for (i, data) in blobs.iter().enumerate() {
+        let reply = put_durable(&c, &urls[i % 2], data.clone()).await;
+        assert_eq!(reply.tier, "durable", "{reply:?}");
+        assert_eq!((reply.k, reply.m), (2, 2));
+        replies.push(reply);
+    }
+    for reply in &replies {
+        // Surplus copies of the writer are released: one confirmed holder per shard, each on
+        // a different member.
+        let st = wait_for(
+            "the writer's surplus copies to be released",
+            CONVERGE,
+            || async {
+                let st = status(&c, &urls[0], &reply.hash).await?;
+                confirmed(&st).iter().all(|h| h.len() == 1).then_some(st)
+            },
+        )
+        .await;
+        let holders: BTreeSet<String> = confirmed(&st).into_iter().flatten().collect();
+        assert_eq!(holders.len(), 4, "one shard per member: {st:?}");
+        assert_eq!(st.survives, 2, "{st:?}");
+        assert_eq!(st.if_member_leaves.len(), 4);
+        assert!(st.if_member_leaves.iter().all(|m| m.survives));
+        for u in &urls {
+            read_back(
+                &c,
+                u,
+                reply,
+                &blobs[replies.iter().position(|r| r == reply).unwrap_or(0)],
+            )
+            .await;
+        }
+    }
+
+    // Kill a member that is not the leader: every blob still reads, from any other member.
+    let leader = wait_for("a leader", CONVERGE, || async {
+        status_of(&c, &urls[0]).await?.leader_peer_id
+    })
+    .await;
+    let victim = peers.iter().position(|p| *p != leader).expect("a follower");
+    sigkill(&nodes[victim]);
+    for (u, _) in urls.iter().enumerate().filter(|(i, _)| *i != victim) {
+        for (reply, data) in replies.iter().zip(&blobs) {
+            read_back(&c, &urls[u], reply, data).await;
+        }
+    }
+
+    // Remove it: the leader places its shards on the others and they rebuild them.
+    let survivor = urls
+        .iter()
+        .enumerate()
+        .find(|(i, _)| *i != victim)
+        .map(|(_, u)| u.clone())
+        .expect("a survivor");
+    let r = c
+        .post(format!("{survivor}/v1/admin/remove"))
+        .json(&serde_json::json!({ "peer_id": peers[victim] }))
+        .send()
+        .await
+        .expect("remove");
+    assert!(
+        r.status().is_success(),
+        "{}",
+        r.text().await.unwrap_or_default()
+    );
+    for (reply, data) in replies.iter().zip(&blobs) {
+        let st = wait_for(
+            "the removed member's shards to be repaired",
+            CONVERGE,
+            || async {
+                let st = status(&c, &survivor, &reply.hash).await?;
+                let copies = confirmed(&st);
+                let repaired = copies
+                    .iter()
+                    .all(|h| h.len() == 1 && !h.contains(&peers[victim]));
+                (repaired && st.tier == "durable").then_some(st)
+            },
+        )
+        .await;
+        // Three members for four shards: losing any one still leaves two.
+        assert_eq!(st.survives, 1, "{st:?}");
+        assert_eq!(st.if_member_leaves.len(), 3);
+        for (u, url) in urls.iter().enumerate() {
+            if u != victim {
+                read_back(&c, url, reply, data).await;
+            }
+        }
+    }
+    drop(nodes);
+}
