@@ -59,6 +59,8 @@ const HOLDER_TAG: u8 = b'h';
 const REDACT_TAG: u8 = b'r';
 /// First byte of a replication work-list key.
 const WORK_TAG: u8 = b'w';
+/// First byte of a verification work-list key.
+const VERIFY_TAG: u8 = b'v';
 
 /// A blob of the index: its manifest and where in the log it was accepted. Stored under
 /// [`BlobIndexProjection::blob_key`]. Field tags are forever.
@@ -327,6 +329,18 @@ impl BlobIndexProjection {
     /// Prefix of every [`work_key`](Self::work_key).
     pub const WORK_PREFIX: &'static [u8] = &[WORK_TAG];
 
+    /// Key of a verification work-list item: `v` ‖ blob hash, present while a blob is durable
+    /// and not yet verified.
+    pub fn verify_key(hash: &[u8]) -> Vec<u8> {
+        let mut key = Vec::with_capacity(1 + hash.len());
+        key.push(VERIFY_TAG);
+        key.extend_from_slice(hash);
+        key
+    }
+
+    /// Prefix of every [`verify_key`](Self::verify_key).
+    pub const VERIFY_PREFIX: &'static [u8] = &[VERIFY_TAG];
+
     /// Prefix of every [`blob_key`](Self::blob_key).
     pub const BLOB_PREFIX: &'static [u8] = &[BLOB_TAG];
 
@@ -431,6 +445,9 @@ fn accept(ctx: &ApplyCtx, e: &BlobAccepted, tx: &mut dyn StateTx) -> Verdict {
             record.inline_events.push(here);
             // In the committed entry, so on a majority of the members' logs already.
             record.durable_log_time_ms = ctx.log_time_ms.max(1);
+            if record.verified_log_time_ms == 0 {
+                tx.put(&BlobIndexProjection::verify_key(hash), &[]);
+            }
         }
         None => {
             let erasure = e
@@ -648,6 +665,7 @@ fn verify(ctx: &ApplyCtx, e: &ManifestVerified, tx: &mut dyn StateTx) -> Verdict
     if blob.verified_log_time_ms == 0 {
         blob.verified_log_time_ms = ctx.log_time_ms.max(1);
         blob.verified_by = e.verifier.to_vec();
+        tx.delete(&BlobIndexProjection::verify_key(hash));
     }
     tx.put(&BlobIndexProjection::blob_key(hash), &blob.encode_to_vec());
     Ok(())
@@ -678,6 +696,9 @@ fn settle(ctx: &ApplyCtx, hash: &[u8], blob: &mut BlobRecord, tx: &mut dyn State
     let ok = satisfied(hash, blob, tx)?;
     if ok && blob.durable_log_time_ms == 0 {
         blob.durable_log_time_ms = ctx.log_time_ms.max(1);
+        if blob.verified_log_time_ms == 0 {
+            tx.put(&BlobIndexProjection::verify_key(hash), &[]);
+        }
     }
     let work = BlobIndexProjection::work_key(hash);
     if ok && u64::from(blob.holder_records) == blob.shard_count() {
@@ -800,6 +821,7 @@ fn delete(ctx: &ApplyCtx, hash: &[u8], tx: &mut dyn StateTx) -> Verdict {
     blob.inline_data = None;
     tx.put(&BlobIndexProjection::blob_key(hash), &blob.encode_to_vec());
     tx.delete(&BlobIndexProjection::work_key(hash));
+    tx.delete(&BlobIndexProjection::verify_key(hash));
     if !blob.inline_events.is_empty() {
         tx.put(&BlobIndexProjection::redact_key(ctx.index, hash), &[]);
     }

@@ -91,13 +91,21 @@ pub enum Outcome {
 
 impl Outcome {
     /// For each event of the entry, in order: `Some(reason)` when the runtime rejected it as a
-    /// whole (undecodable, duplicate request id), else `None`. Empty for entries that are not
+    /// whole (undecodable, duplicate request id) or a projection rejected it (`"<projection>:
+    /// <reason>"`, several joined by `"; "`), else `None`. Empty for entries that are not
     /// events or were applied before.
     pub fn event_rejections(&self) -> Vec<Option<String>> {
         match self {
             Outcome::AlreadyApplied | Outcome::NotAnEvent => Vec::new(),
             Outcome::Rejected(r) => vec![Some(r.reason())],
-            Outcome::Applied { .. } => vec![None],
+            Outcome::Applied { rejected_by } if rejected_by.is_empty() => vec![None],
+            Outcome::Applied { rejected_by } => vec![Some(
+                rejected_by
+                    .iter()
+                    .map(|r| format!("{}: {}", r.projection, r.reason))
+                    .collect::<Vec<_>>()
+                    .join("; "),
+            )],
             Outcome::Batch(outcomes) => outcomes
                 .iter()
                 .flat_map(Outcome::event_rejections)

@@ -497,6 +497,14 @@ fn check_invariants(table: &BTreeMap<Vec<u8>, Vec<u8>>) -> Result<(), TestCaseEr
                 prop_assert!(blob.deleted && blob.deleted_index == deleted_index);
                 prop_assert!(!blob.inline_events.is_empty());
             }
+            Some(b'v') => {
+                prop_assert_eq!(key.len(), 33);
+                let blob = table
+                    .get(&BlobIndexProjection::blob_key(&key[1..]))
+                    .and_then(|v| BlobIndexProjection::decode_blob(v))
+                    .unwrap_or_default();
+                prop_assert!(!blob.deleted && blob.durable_log_time_ms > 0 && blob.verified_log_time_ms == 0);
+            }
             Some(b'w') => {
                 prop_assert_eq!(key.len(), 33);
                 let blob = table

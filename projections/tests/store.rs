@@ -226,7 +226,11 @@ fn a_batch_entry_applies_each_event_in_order_with_its_own_outcome() -> TestResul
     );
     assert_eq!(outcomes[2], Outcome::Batch(Vec::new()));
     let reasons = outcomes[1].event_rejections();
-    assert_eq!(reasons.iter().filter(|r| r.is_some()).count(), 3);
+    // Three rejected by the runtime, one by a projection (named in the reason).
+    assert_eq!(reasons.iter().filter(|r| r.is_some()).count(), 4);
+    assert!(reasons[3]
+        .as_deref()
+        .is_some_and(|r| r.starts_with("ledger-1: ")));
     assert_eq!(outcomes[0].event_rejections(), [None]);
 
     assert_eq!(store.applied(), Some((3, 1)));

@@ -107,13 +107,15 @@ fn envelope(seed: u64, event: Event) -> Envelope {
 /// A small blob of `pad` bytes carried inline.
 fn blob_accepted(seed: u64, pad: usize) -> BlobAccepted {
     let mut rng = SplitMix64(seed ^ 0xb10b);
+    let data = rng.bytes(pad);
     BlobAccepted {
-        blob_hash: rng.bytes(32),
+        // A valid inline blob: the hash is the bytes' (the blob index folds it).
+        blob_hash: Bytes::copy_from_slice(blake3::hash(&data).as_bytes()),
         size: pad as u64,
         erasure: None,
         shard_hashes: Vec::new(),
         stripe_hashes: Vec::new(),
-        inline_data: Some(rng.bytes(pad)),
+        inline_data: Some(data),
         accepted_by: peer_id(seed % FAMILY_SIZE),
         content_type: CONTENT_TYPES[(seed / 2 % 4) as usize].to_owned(),
     }

@@ -9,7 +9,8 @@ mod common;
 use common::cluster::{client, form_cluster, get, sigkill, status_of, wait_for, CONVERGE};
 use common::Serve;
 use hearth_services::http::blobs::{BlobReply, BlobStatus};
-use hearth_services::node::api::NodeInfo;
+use hearth_services::node::api::{NodeInfo, WriteReply};
+use prost::Message as _;
 use std::collections::BTreeSet;
 use std::time::Duration;
 
@@ -17,6 +18,31 @@ fn blob(size: usize, seed: u32) -> Vec<u8> {
     (0..size as u32)
         .map(|i| (i.wrapping_mul(2_654_435_761).wrapping_add(seed) >> 13) as u8)
         .collect()
+}
+
+/// A `ManifestVerified` for blob `hash` claiming to be by `peer`, signed with another key.
+fn forged_verification(hash: &str, peer: &str) -> Vec<u8> {
+    use hearth_proto::v1::{envelope::Event, BlobAccepted, Envelope};
+    let key = libp2p_identity::ed25519::Keypair::generate();
+    let blob = hearth_services::hex::decode(hash).expect("hex");
+    let mut mv = hearth_projections::manifest::sign(
+        &key,
+        &BlobAccepted {
+            blob_hash: blob.into(),
+            ..BlobAccepted::default()
+        },
+    );
+    mv.verifier = peer
+        .parse::<libp2p_identity::PeerId>()
+        .expect("peer id")
+        .to_bytes()
+        .into();
+    Envelope {
+        schema_version: 1,
+        event: Some(Event::ManifestVerified(mv)),
+        ..Envelope::default()
+    }
+    .encode_to_vec()
 }
 
 async fn put_durable(c: &reqwest::Client, url: &str, data: Vec<u8>) -> BlobReply {
@@ -113,7 +139,34 @@ async fn blobs_spread_survive_a_lost_member_and_are_repaired_after_its_removal()
             )
             .await;
         }
+        // Another member rebuilds it, checks every hash and signs the manifest: verified.
+        let st = wait_for("the blob to be verified", CONVERGE, || async {
+            let st = status(&c, &urls[0], &reply.hash).await?;
+            (st.tier == "verified").then_some(st)
+        })
+        .await;
+        assert!(!st.verified_by.is_empty());
+        assert!(st.verified_log_time_ms >= st.durable_log_time_ms);
     }
+
+    // A forged verification (someone else's key, a made-up manifest, under a member's name) is
+    // rejected at apply (the unit tests take each defect alone).
+    let forged = forged_verification(&replies[0].hash, &peers[1]);
+    let r = c
+        .post(format!("{}/v1/events", urls[0]))
+        .body(forged)
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(r.status().as_u16(), 201);
+    let w: WriteReply = r.json().await.expect("reply");
+    assert_eq!(w.outcome, "rejected", "{w:?}");
+    assert!(
+        w.reason
+            .as_deref()
+            .is_some_and(|r| r.contains("blobs-3: ManifestVerified")),
+        "{w:?}"
+    );
 
     // Kill a member that is not the leader: every blob still reads, from any other member.
     let leader = wait_for("a leader", CONVERGE, || async {

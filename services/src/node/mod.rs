@@ -30,6 +30,7 @@ mod error;
 pub mod forward;
 pub mod network;
 mod redactor;
+pub mod verifier;
 pub mod replicator;
 pub mod settings;
 
@@ -125,6 +126,8 @@ pub struct Node {
 struct Inner {
     settings: NodeSettings,
     peer_id: PeerId,
+    /// This node's identity key, which signs the manifests it verifies.
+    signing: libp2p_identity::ed25519::Keypair,
     cluster: ClusterFile,
     http_url: String,
     raft: Raft<TypeConfig>,
@@ -194,6 +197,11 @@ impl Node {
         let (identity, _created) =
             NodeIdentity::load_or_create(&data).map_err(|e| NodeError::Config(e.to_string()))?;
         let peer_id = identity.peer_id();
+        let signing = identity
+            .keypair()
+            .clone()
+            .try_into_ed25519()
+            .map_err(|e| NodeError::Config(format!("the identity key is not ed25519: {e}")))?;
         let existing = ClusterFile::load(&data)?;
         let log_path = log_dir(&data);
         if let Some(c) = &existing {
@@ -345,6 +353,7 @@ impl Node {
                 redacted_through: AtomicU64::new(0),
                 settings,
                 peer_id,
+                signing,
                 cluster,
                 http_url,
                 raft: raft.clone(),
@@ -372,6 +381,7 @@ impl Node {
         node.spawn(collector(node.clone()));
         node.spawn(redialer(node.clone()));
         node.spawn(replicator::replicator(node.clone()));
+        node.spawn(verifier::verifier(node.clone()));
         if let Some(reply) = joined {
             if !node.inner.settings.learner {
                 node.spawn(promote_self(node.clone(), reply));
