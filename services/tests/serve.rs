@@ -41,7 +41,7 @@ fn put_and_get_a_file_through_a_running_node() {
     std::fs::write(&file, &data).unwrap();
 
     let put = hearth()
-        .args(["put", "--server", &url])
+        .args(["put", "--wait", "durable", "--server", &url])
         .arg(&file)
         .output()
         .unwrap();
@@ -53,7 +53,7 @@ fn put_and_get_a_file_through_a_running_node() {
     let stdout = String::from_utf8_lossy(&put.stdout);
     let hash = stdout.lines().last().unwrap().to_string();
     assert_eq!(hash, blake3::hash(&data).to_hex().as_str());
-    assert!(stdout.contains("2+1, accepted at log index"), "{stdout}");
+    assert!(stdout.contains("2+1, durable at log index"), "{stdout}");
 
     let out = dir.path().join("copy.jpg");
     let get = hearth()

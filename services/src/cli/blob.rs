@@ -28,6 +28,12 @@ const PIECE: usize = 1 << 20;
 pub struct PutArgs {
     /// The file to store.
     file: PathBuf,
+    /// Wait until the blob reaches this tier (or the timeout), then report the tier reached.
+    #[arg(long, value_parser = ["accepted", "durable", "verified"], default_value = "accepted")]
+    wait: String,
+    /// How long --wait may take (e.g. 30s, 5m; at most 10m).
+    #[arg(long, default_value = "30s")]
+    timeout: humantime::Duration,
     #[command(flatten)]
     server: ServerArgs,
 }
@@ -102,7 +108,12 @@ pub fn put(args: &PutArgs, out: &mut dyn Write) -> anyhow::Result<()> {
         .with_context(|| format!("cannot stat {}", path.display()))?
         .len();
     let bar = progress(len);
-    let url = format!("{}/v1/blobs", args.server.server.trim_end_matches('/'));
+    let url = format!(
+        "{}/v1/blobs?wait={}&timeout={}ms",
+        args.server.server.trim_end_matches('/'),
+        args.wait,
+        args.timeout.as_millis()
+    );
     let reply: BlobReply = runtime()?.block_on(async {
         let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<Bytes>>(4);
         let reader_bar = bar.clone();
@@ -156,7 +167,22 @@ pub fn put(args: &PutArgs, out: &mut dyn Write) -> anyhow::Result<()> {
         reply.index
     )?;
     writeln!(out, "{}", reply.hash)?;
+    if !tier_reached(&reply.tier, &args.wait) {
+        anyhow::bail!(
+            "the blob is stored ({}) but reached only the {} tier within {}, not {}",
+            reply.hash,
+            reply.tier,
+            args.timeout,
+            args.wait
+        );
+    }
     Ok(())
+}
+
+/// Whether `tier` is at or above `wanted` (accepted < durable < verified).
+fn tier_reached(tier: &str, wanted: &str) -> bool {
+    let rank = |t: &str| ["accepted", "durable", "verified"].iter().position(|x| *x == t);
+    rank(tier) >= rank(wanted)
 }
 
 /// `hearth get HASH`.
@@ -234,6 +260,15 @@ pub fn status(args: &StatusArgs, out: &mut dyn Write) -> anyhow::Result<()> {
         "tier     {} (log index {})",
         st.tier, st.accepted_index
     )?;
+    let leaving: Vec<String> = st
+        .if_member_leaves
+        .iter()
+        .map(|m| format!("{}: {}", m.peer_id, if m.survives { "survives" } else { "LOST" }))
+        .collect();
+    writeln!(out, "survives {} member loss(es)", st.survives)?;
+    if !leaving.is_empty() {
+        writeln!(out, "if one leaves  {}", leaving.join(", "))?;
+    }
     if st.inline {
         writeln!(out, "stored   inline in the log")?;
         return Ok(());
