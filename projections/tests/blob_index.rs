@@ -503,7 +503,9 @@ fn check_invariants(table: &BTreeMap<Vec<u8>, Vec<u8>>) -> Result<(), TestCaseEr
                     .get(&BlobIndexProjection::blob_key(&key[1..]))
                     .and_then(|v| BlobIndexProjection::decode_blob(v))
                     .unwrap_or_default();
-                prop_assert!(!blob.deleted && blob.durable_log_time_ms > 0 && blob.verified_log_time_ms == 0);
+                prop_assert!(
+                    !blob.deleted && blob.durable_log_time_ms > 0 && blob.verified_log_time_ms == 0
+                );
             }
             Some(b'w') => {
                 prop_assert_eq!(key.len(), 33);

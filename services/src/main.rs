@@ -81,6 +81,8 @@ enum BenchCommand {
     Cluster(hearth_services::bench::cluster_bench::BenchClusterArgs),
     /// PUT and GET throughput and latency of a 4+3 node over HTTP, healthy and degraded.
     Blobs(hearth_services::bench::blobs_bench::BenchBlobsArgs),
+    /// Accepted → durable time of a large blob on a cluster of real processes, vs the disk.
+    Replication(hearth_services::bench::replication_bench::BenchReplicationArgs),
 }
 
 fn main() {
@@ -114,6 +116,9 @@ fn main() {
         }
         Command::Bench(BenchCommand::Blobs(args)) => {
             hearth_services::bench::blobs_bench::run_blobs(args, &mut out)
+        }
+        Command::Bench(BenchCommand::Replication(args)) => {
+            hearth_services::bench::replication_bench::run_replication(args, &mut out)
         }
     };
     let result = result.and_then(|()| out.flush().map_err(Into::into));

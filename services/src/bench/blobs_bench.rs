@@ -112,10 +112,10 @@ pub struct BlobReport {
     pub server_peak_rss_kib: Option<u64>,
 }
 
-/// Kills (and reaps) the node on every way out.
-struct NodeProcess {
+/// A `hearth serve` child process of a benchmark; killed (and reaped) on every way out.
+pub(crate) struct NodeProcess {
     child: Child,
-    url: String,
+    pub(crate) url: String,
     data: PathBuf,
 }
 
@@ -128,14 +128,19 @@ impl Drop for NodeProcess {
 
 impl NodeProcess {
     fn start(data: &Path) -> anyhow::Result<NodeProcess> {
+        // Reads measure the shard path (and the degraded read is not served from memory).
+        Self::start_with(data, &["--erasure", "4+3", "--cache-bytes", "0"])
+    }
+
+    /// Starts `hearth serve --data-dir DATA` on free loopback ports with `extra` arguments and
+    /// waits until it runs.
+    pub(crate) fn start_with(data: &Path, extra: &[&str]) -> anyhow::Result<NodeProcess> {
         let exe = std::env::current_exe().context("locating the hearth binary")?;
         let mut child = Command::new(exe)
             .args(["serve", "--data-dir"])
             .arg(data)
             .args(["--http", "127.0.0.1:0", "--p2p", "/ip4/127.0.0.1/tcp/0"])
-            .args(["--erasure", "4+3"])
-            // Reads measure the shard path (and the degraded read is not served from memory).
-            .args(["--cache-bytes", "0"])
+            .args(extra)
             .env_remove("HEARTH_CONFIG")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())

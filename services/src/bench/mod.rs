@@ -10,6 +10,7 @@ pub mod cluster_bench;
 pub mod disk;
 pub mod log_bench;
 pub mod replay;
+pub mod replication_bench;
 pub mod report;
 pub mod rss;
 

@@ -181,7 +181,11 @@ pub fn put(args: &PutArgs, out: &mut dyn Write) -> anyhow::Result<()> {
 
 /// Whether `tier` is at or above `wanted` (accepted < durable < verified).
 fn tier_reached(tier: &str, wanted: &str) -> bool {
-    let rank = |t: &str| ["accepted", "durable", "verified"].iter().position(|x| *x == t);
+    let rank = |t: &str| {
+        ["accepted", "durable", "verified"]
+            .iter()
+            .position(|x| *x == t)
+    };
     rank(tier) >= rank(wanted)
 }
 
@@ -263,7 +267,13 @@ pub fn status(args: &StatusArgs, out: &mut dyn Write) -> anyhow::Result<()> {
     let leaving: Vec<String> = st
         .if_member_leaves
         .iter()
-        .map(|m| format!("{}: {}", m.peer_id, if m.survives { "survives" } else { "LOST" }))
+        .map(|m| {
+            format!(
+                "{}: {}",
+                m.peer_id,
+                if m.survives { "survives" } else { "LOST" }
+            )
+        })
         .collect();
     writeln!(out, "survives {} member loss(es)", st.survives)?;
     if !leaving.is_empty() {

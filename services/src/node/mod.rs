@@ -30,9 +30,9 @@ mod error;
 pub mod forward;
 pub mod network;
 mod redactor;
-pub mod verifier;
 pub mod replicator;
 pub mod settings;
+pub mod verifier;
 
 pub use cluster_file::ClusterFile;
 pub use error::NodeError;

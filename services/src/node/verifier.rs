@@ -38,7 +38,10 @@ impl Node {
             .inner
             .sm
             .with_store(|s| {
-                s.scan_prefix(BlobIndexProjection::NAME, BlobIndexProjection::VERIFY_PREFIX)
+                s.scan_prefix(
+                    BlobIndexProjection::NAME,
+                    BlobIndexProjection::VERIFY_PREFIX,
+                )
             })?
             .map_err(|e| NodeError::Blob(format!("reading the blob index: {e}")))?;
         Ok(rows
@@ -129,8 +132,9 @@ impl Node {
         let sources = ShardSources::new(self, l.shard_count(), &holders);
         let codec =
             StripeCodec::new(l.data_shards(), l.parity_shards()).map_err(|e| e.to_string())?;
-        let mut shard_hashers: Vec<blake3::Hasher> =
-            (0..l.shard_count()).map(|_| blake3::Hasher::new()).collect();
+        let mut shard_hashers: Vec<blake3::Hasher> = (0..l.shard_count())
+            .map(|_| blake3::Hasher::new())
+            .collect();
         let mut blob_hasher = blake3::Hasher::new();
         let mut s = 0;
         while s < l.stripe_count() {
