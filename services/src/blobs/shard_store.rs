@@ -494,7 +494,16 @@ impl ShardWriter {
     }
 
     /// Checks the size, makes every shard durable and publishes the blob's directory.
-    pub fn finish(mut self) -> Result<Written, ShardError> {
+    pub fn finish(self) -> Result<Written, ShardError> {
+        self.finish_replacing(|_| false)
+    }
+
+    /// [`Self::finish`], but an existing directory for the same hash for which `stale` answers
+    /// true (left by a deleted blob, with only some of its shards) is replaced by this one.
+    pub fn finish_replacing(
+        mut self,
+        stale: impl FnOnce(&[u8; 32]) -> bool,
+    ) -> Result<Written, ShardError> {
         if self.received != self.layout.size() {
             return Err(ShardError::SizeMismatch {
                 expected: self.layout.size(),
@@ -517,6 +526,9 @@ impl ShardWriter {
         sync_dir(&dir)?;
         let hash = *self.blob_hasher.finalize().as_bytes();
         let target = self.store.blob_dir(&hash);
+        if target.exists() && stale(&hash) {
+            remove_any(&target)?;
+        }
         let fresh = !target.exists();
         if fresh {
             let parent = target.parent().unwrap_or(&target).to_path_buf();

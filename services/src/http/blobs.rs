@@ -249,7 +249,7 @@ pub(super) async fn put_blob(
             ));
         }
         let writer = node.shards().writer(layout).map_err(internal)?;
-        let written = write_shards(writer, &mut stream).await?;
+        let written = write_shards(&node, writer, &mut stream).await?;
         if let Some(existing) = live(node.blob(&written.hash).map_err(internal)?) {
             if written.fresh && existing_layout(&existing) != Some(layout) {
                 let shards = node.shards().clone();
@@ -347,6 +347,7 @@ fn existing_layout(r: &BlobRecord) -> Option<Layout> {
 /// Feeds the body into `writer` on a blocking thread; nothing is published unless the body
 /// is complete (a dropped writer removes its files).
 async fn write_shards<S>(
+    node: &Node,
     writer: ShardWriter,
     stream: &mut S,
 ) -> Result<crate::blobs::Written, ApiError>
@@ -354,12 +355,15 @@ where
     S: futures::Stream<Item = Result<Bytes, axum::Error>> + Unpin,
 {
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Bytes>(4);
+    let node = node.clone();
     let task = tokio::task::spawn_blocking(move || {
         let mut writer = writer;
         while let Some(piece) = rx.blocking_recv() {
             writer.write(&piece)?;
         }
-        writer.finish()
+        // A directory left by a deleted blob of the same bytes (the collector had not run
+        // yet) may hold only some shards: this acceptance needs them all.
+        writer.finish_replacing(|hash| live(node.blob(hash).ok().flatten()).is_none())
     });
     let mut body_error = None;
     while let Some(piece) = stream.next().await {
