@@ -905,3 +905,40 @@ async fn deleted_inline_bytes_are_redacted_from_every_log_with_equal_chains_and_
     b.shutdown().await;
     a.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scrub_finds_rotten_and_missing_shard_copies_and_replaces_them() {
+    let s = Server::start().await;
+    let c = reqwest::Client::new();
+    let data = blob(600_000, 77);
+    let r = c
+        .put(format!("{}/v1/blobs?wait=durable&timeout=20s", s.url))
+        .body(data.clone())
+        .send()
+        .await
+        .expect("put");
+    let reply: BlobReply = r.json().await.expect("json");
+    assert_eq!(reply.tier, "durable");
+    let clean = s.node.scrub_once(0).await.expect("scrub");
+    assert_eq!((clean.checked, clean.bad), (7, 0));
+
+    let rotten = s.shard(&reply.hash, 3);
+    let good = std::fs::read(&rotten).expect("read");
+    let mut bytes = good.clone();
+    bytes[10] ^= 0x10;
+    std::fs::write(&rotten, bytes).expect("write");
+    std::fs::remove_file(s.shard(&reply.hash, 5)).expect("rm");
+    let found = s.node.scrub_once(0).await.expect("scrub");
+    assert_eq!((found.bad, found.repaired), (2, 2), "{found:?}");
+    assert!(
+        std::fs::read(&rotten).expect("read") == good,
+        "shard 3 put right"
+    );
+    assert!(s.shard(&reply.hash, 5).exists(), "shard 5 back");
+    let again = s.node.scrub_once(0).await.expect("scrub");
+    assert_eq!(again.bad, 0);
+    let (st, got) = get(&c, &s, &reply.hash, None).await;
+    assert_eq!(st, StatusCode::OK);
+    assert!(got == data);
+    s.shutdown().await;
+}

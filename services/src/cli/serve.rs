@@ -78,6 +78,13 @@ pub struct ServeArgs {
     /// [default: 67108864 (64 MiB)].
     #[arg(long, env = "HEARTH_CACHE_BYTES")]
     pub cache_bytes: Option<u64>,
+    /// Scrub rate: bytes per second of this node's shard files re-hashed; 0 turns scrub off
+    /// [default: 16777216 (16 MiB/s)].
+    #[arg(long, env = "HEARTH_SCRUB_BYTES_PER_S")]
+    pub scrub_bytes_per_s: Option<u64>,
+    /// Time between scrub passes, e.g. `24h` [default: 24h].
+    #[arg(long, env = "HEARTH_SCRUB_EVERY", value_parser = humantime::parse_duration)]
+    pub scrub_every: Option<std::time::Duration>,
     /// A TOML file with any of the settings above (flags and environment variables win).
     #[arg(long, env = "HEARTH_CONFIG")]
     pub config: Option<PathBuf>,
@@ -104,6 +111,22 @@ struct FileConfig {
     disk_reserve: Option<u64>,
     max_blob_puts: Option<usize>,
     cache_bytes: Option<u64>,
+    scrub_bytes_per_s: Option<u64>,
+    #[serde(default, with = "humantime_serde_opt")]
+    scrub_every: Option<std::time::Duration>,
+}
+
+/// `scrub_every = "24h"` in the TOML file.
+mod humantime_serde_opt {
+    use serde::Deserialize as _;
+
+    pub fn deserialize<'de, D: serde::Deserializer<'de>>(
+        d: D,
+    ) -> Result<Option<std::time::Duration>, D::Error> {
+        let text: Option<String> = Option::deserialize(d)?;
+        text.map(|t| humantime::parse_duration(&t).map_err(serde::de::Error::custom))
+            .transpose()
+    }
 }
 
 fn load_file(path: &Path) -> anyhow::Result<FileConfig> {
@@ -170,6 +193,12 @@ impl ServeArgs {
         }
         if let Some(n) = self.cache_bytes.or(file.cache_bytes) {
             s.cache_bytes = n;
+        }
+        if let Some(n) = self.scrub_bytes_per_s.or(file.scrub_bytes_per_s) {
+            s.scrub_bytes_per_s = n;
+        }
+        if let Some(d) = self.scrub_every.or(file.scrub_every) {
+            s.scrub_every = d;
         }
         s.validate().map_err(anyhow::Error::msg)?;
         Ok(s)

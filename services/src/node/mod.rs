@@ -31,6 +31,7 @@ pub mod forward;
 pub mod network;
 mod redactor;
 pub mod replicator;
+pub mod scrubber;
 pub mod settings;
 pub mod verifier;
 
@@ -382,6 +383,7 @@ impl Node {
         node.spawn(redialer(node.clone()));
         node.spawn(replicator::replicator(node.clone()));
         node.spawn(verifier::verifier(node.clone()));
+        node.spawn(scrubber::scrubber(node.clone()));
         if let Some(reply) = joined {
             if !node.inner.settings.learner {
                 node.spawn(promote_self(node.clone(), reply));

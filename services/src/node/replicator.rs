@@ -236,7 +236,7 @@ impl Node {
 
     /// Puts shard `shard` in this node's store: already there and intact, copied from a
     /// confirmed holder, or rebuilt from `k` other shards.
-    async fn obtain_shard(
+    pub(super) async fn obtain_shard(
         &self,
         hash: &[u8; 32],
         blob: &BlobRecord,

@@ -69,6 +69,12 @@ pub struct NodeSettings {
     /// Shard directories no committed event references (a crash between their fsync and the
     /// commit) are removed at start-up once they are this old.
     pub orphan_grace: Duration,
+    /// Scrub: this node's shard files are re-hashed at most this many bytes per second
+    /// (0: no scrub).
+    pub scrub_bytes_per_s: u64,
+    /// Scrub: a full pass over this node's shards starts this long after the previous one (and
+    /// after start-up).
+    pub scrub_every: Duration,
     /// How the leader groups writes into raft entries (group commit).
     pub batch: BatchLimits,
     /// Raft heartbeat interval.
@@ -100,6 +106,8 @@ impl NodeSettings {
             orphan_grace: Duration::from_secs(600),
             max_blob_puts: 64,
             cache_bytes: 64 << 20,
+            scrub_bytes_per_s: 16 << 20,
+            scrub_every: Duration::from_secs(24 * 3600),
             heartbeat: Duration::from_millis(100),
             election_timeout: (Duration::from_millis(500), Duration::from_millis(1000)),
         }
