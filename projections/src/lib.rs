@@ -59,6 +59,7 @@ pub mod format;
 pub mod manifest;
 mod mem;
 mod mem_store;
+mod peers;
 mod projection;
 mod store;
 
@@ -69,5 +70,6 @@ pub use entry::{CommittedEntry, EntryData, Outcome, ProjectionRejection, Rejecti
 pub use error::{ProjectionError, Result};
 pub use mem::MemState;
 pub use mem_store::MemStore;
+pub use peers::{score, Component, PeerRecord, PeersProjection, Score};
 pub use projection::{Applied, ApplyCtx, Projection, StateTx};
 pub use store::ProjectionStore;

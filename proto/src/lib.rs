@@ -100,6 +100,7 @@ pub fn event_kind(env: &Envelope) -> &'static str {
         Some(Event::PeerSeen(_)) => "PeerSeen",
         Some(Event::BlobDeleted(_)) => "BlobDeleted",
         Some(Event::ShardReleased(_)) => "ShardReleased",
+        Some(Event::TransferOutcome(_)) => "TransferOutcome",
         None => "Unknown",
     }
 }

@@ -47,6 +47,8 @@ enum Command {
     Rm(cli::blob::RmArgs),
     /// Print the node's PeerId (its identity is created by the first `serve`).
     Id(IdArgs),
+    /// The cluster's peers, best reputation first, each score with its explanation.
+    Peers(cli::peers::PeersArgs),
     /// Inspect a node's write-ahead log.
     #[command(subcommand)]
     Log(LogCommand),
@@ -108,6 +110,7 @@ fn main() {
         Command::Status(args) => cli::blob::status(args, &mut out),
         Command::Rm(args) => cli::blob::rm(args, &mut out),
         Command::Id(args) => cli::id::run(args, &mut out),
+        Command::Peers(args) => cli::peers::run(args, &mut out),
         Command::Log(LogCommand::Verify(args)) => cli::log_verify::run(args, &mut out),
         Command::Log(LogCommand::Dump(args)) => cli::log_dump::run(args, &mut out),
         Command::Bench(BenchCommand::Log(args)) => hearth_services::bench::run_log(args, &mut out),

@@ -9,6 +9,7 @@ mod common;
 use common::cluster::{client, form_cluster, get, sigkill, status_of, wait_for, CONVERGE};
 use common::Serve;
 use hearth_services::http::blobs::{BlobReply, BlobStatus};
+use hearth_services::http::peers::{PeerInfo, PeersReply};
 use hearth_services::node::api::{NodeInfo, WriteReply};
 use prost::Message as _;
 use std::collections::BTreeSet;
@@ -167,6 +168,73 @@ async fn blobs_spread_survive_a_lost_member_and_are_repaired_after_its_removal()
             .is_some_and(|r| r.contains("blobs-3: ManifestVerified")),
         "{w:?}"
     );
+
+    // A holder whose copy of a data shard rots serves bad bytes: the reader detects it, reads
+    // from the others, and the holder's score drops.
+    let data = blob(1_500_000, 9);
+    let reply = put_durable(&c, &urls[0], data.clone()).await;
+    let st = wait_for("the new blob to settle", CONVERGE, || async {
+        let st = status(&c, &urls[0], &reply.hash).await?;
+        confirmed(&st).iter().all(|h| h.len() == 1).then_some(st)
+    })
+    .await;
+    let holder_of = |shard: usize| {
+        let p = confirmed(&st)[shard]
+            .iter()
+            .next()
+            .cloned()
+            .expect("holder");
+        peers.iter().position(|x| *x == p).expect("a member")
+    };
+    let (rotten, reader) = (holder_of(0), holder_of(3));
+    let path = dir
+        .path()
+        .join(format!("n{rotten}"))
+        .join("shards/blobs")
+        .join(&reply.hash[..2])
+        .join(&reply.hash)
+        .join("0");
+    let mut bytes = std::fs::read(&path).expect("shard file");
+    for b in bytes.iter_mut().step_by(997) {
+        *b ^= 0x5a;
+    }
+    std::fs::write(&path, bytes).expect("rot");
+    read_back(&c, &urls[reader], &reply, &data).await;
+    let bad_peer = peers[rotten].clone();
+    let table = wait_for("the bad shard to be reported", CONVERGE, || async {
+        let t: PeersReply = get(&c, &format!("{}/v1/peers", urls[reader])).await?;
+        let bad = t.peers.iter().find(|p| p.peer_id == bad_peer)?;
+        (bad.bad_data >= 1).then_some(t)
+    })
+    .await;
+    let bad = table
+        .peers
+        .iter()
+        .find(|p| p.peer_id == bad_peer)
+        .expect("bad peer");
+    let others: Vec<&PeerInfo> = table
+        .peers
+        .iter()
+        .filter(|p| p.member && p.peer_id != bad_peer)
+        .collect();
+    assert!(!others.is_empty());
+    assert!(
+        others.iter().all(|o| o.score > bad.score),
+        "the peer that served bad data scores lowest: {table:?}"
+    );
+    assert!(bad
+        .components
+        .iter()
+        .any(|c| c.name == "integrity" && c.value < 1.0));
+    // Members were seen (PeerSeen from the swarm) and transfers counted.
+    assert!(
+        others
+            .iter()
+            .any(|o| o.seen_count >= 1 && o.transfers_ok >= 1),
+        "{table:?}"
+    );
+    replies.push(reply);
+    let blobs: Vec<Vec<u8>> = blobs.into_iter().chain(std::iter::once(data)).collect();
 
     // Kill a member that is not the leader: every blob still reads, from any other member.
     let leader = wait_for("a leader", CONVERGE, || async {

@@ -65,6 +65,17 @@ pub fn event_json(event: &Event) -> (&'static str, Value) {
             "blob_deleted",
             json!({ "blob_hash": hex::encode(&e.blob_hash) }),
         ),
+        Event::TransferOutcome(e) => (
+            "transfer_outcome",
+            json!({
+                "peer_id": hex::encode(&e.peer_id),
+                "transfers_ok": e.transfers_ok,
+                "transfers_failed": e.transfers_failed,
+                "bytes": e.bytes,
+                "micros": e.micros,
+                "bad_data": e.bad_data,
+            }),
+        ),
         Event::ShardReleased(e) => (
             "shard_released",
             json!({
@@ -191,6 +202,14 @@ pub fn summary(event: &Event) -> String {
             e.agent_version
         ),
         Event::BlobDeleted(e) => format!("blob={}", short_hash(&e.blob_hash)),
+        Event::TransferOutcome(e) => format!(
+            "peer={} ok={} failed={} bytes={} bad={}",
+            short_id(&e.peer_id),
+            e.transfers_ok,
+            e.transfers_failed,
+            e.bytes,
+            e.bad_data
+        ),
         Event::ShardReleased(e) => format!(
             "blob={} shard={} holder={}",
             short_hash(&e.blob_hash),

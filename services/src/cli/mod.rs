@@ -14,6 +14,7 @@ pub mod event_json;
 pub mod id;
 pub mod log_dump;
 pub mod log_verify;
+pub mod peers;
 pub mod serve;
 
 use anyhow::Context as _;

@@ -18,6 +18,7 @@
 //! and writes (events, blob PUT and DELETE) the API token or the admin token; reads need none.
 
 pub mod blobs;
+pub mod peers;
 
 use crate::node::api::{
     ClusterStatus, EntryInfo, ErrorBody, ErrorDetail, JoinReply, JoinRequest, NodeInfo,
@@ -109,6 +110,7 @@ pub fn router(node: Node) -> Router {
             get(blobs::get_blob).delete(blobs::delete_blob),
         )
         .route("/v1/blobs/{hash}/status", get(blobs::blob_status))
+        .route("/v1/peers", get(peers::list))
         .route("/v1/admin/cluster", get(cluster_status))
         .route("/v1/admin/join", post(join))
         .route("/v1/admin/promote", post(promote))

@@ -136,6 +136,29 @@ pub trait RaftInbound: Send + Sync + 'static {
     }
 }
 
+/// What the swarm learned about a peer (identify, ping), for the node's peer table.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Observation {
+    /// The peer identified itself.
+    Identified {
+        /// The peer.
+        peer: PeerId,
+        /// The addresses it listens on.
+        addresses: Vec<Multiaddr>,
+        /// Its agent version.
+        agent_version: String,
+        /// Its protocol version.
+        protocol_version: String,
+    },
+    /// A ping round trip to the peer.
+    RoundTrip {
+        /// The peer.
+        peer: PeerId,
+        /// The round-trip time.
+        rtt: Duration,
+    },
+}
+
 /// Counters kept by the actor.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct NetStats {
@@ -184,6 +207,9 @@ enum Command {
     },
     Stats {
         reply: oneshot::Sender<NetStats>,
+    },
+    SetObserver {
+        observer: mpsc::Sender<Observation>,
     },
     Shutdown {
         reply: oneshot::Sender<()>,
@@ -252,6 +278,7 @@ impl NetHandle {
             pending_dials: HashMap::new(),
             pending_requests: HashMap::new(),
             handlers: JoinSet::new(),
+            observer: None,
         };
         let span = tracing::info_span!("hearth-net", peer = %local_peer_id);
         tokio::spawn(actor.run(rx).instrument(span));
@@ -356,6 +383,15 @@ impl NetHandle {
             .await
     }
 
+    /// Sends what the swarm learns about peers (identify, ping) to `observer` (dropped when the
+    /// observer is behind: observations are refreshed all the time).
+    pub async fn set_observer(&self, observer: mpsc::Sender<Observation>) -> Result<(), NetError> {
+        self.commands
+            .send(Command::SetObserver { observer })
+            .await
+            .map_err(|_| NetError::Closed)
+    }
+
     /// The actor's counters.
     pub async fn stats(&self) -> Result<NetStats, NetError> {
         self.call(|reply| Command::Stats { reply }).await
@@ -380,9 +416,16 @@ struct Actor {
     pending_dials: HashMap<ConnectionId, oneshot::Sender<Result<PeerId, NetError>>>,
     pending_requests: HashMap<OutboundRequestId, oneshot::Sender<Result<RaftResponse, NetError>>>,
     handlers: JoinSet<HandlerOutcome>,
+    observer: Option<mpsc::Sender<Observation>>,
 }
 
 impl Actor {
+    fn observe(&mut self, o: Observation) {
+        if let Some(tx) = &self.observer {
+            let _ = tx.try_send(o);
+        }
+    }
+
     async fn run(mut self, mut commands: mpsc::Receiver<Command>) {
         tracing::debug!("hearth-net actor started");
         let shutdown_reply = loop {
@@ -469,6 +512,7 @@ impl Actor {
             Command::Stats { reply } => {
                 let _ = reply.send(self.stats);
             }
+            Command::SetObserver { observer } => self.observer = Some(observer),
             Command::Shutdown { reply } => {
                 // Handled in `run`; unreachable here, but answer anyway.
                 let _ = reply.send(());
@@ -512,9 +556,23 @@ impl Actor {
             }
             SwarmEvent::Behaviour(NodeBehaviourEvent::Identify(event)) => {
                 tracing::trace!(?event, "identify");
+                if let libp2p::identify::Event::Received { peer_id, info, .. } = event {
+                    self.observe(Observation::Identified {
+                        peer: peer_id,
+                        addresses: info.listen_addrs,
+                        agent_version: info.agent_version,
+                        protocol_version: info.protocol_version,
+                    });
+                }
             }
             SwarmEvent::Behaviour(NodeBehaviourEvent::Ping(event)) => {
                 tracing::trace!(?event, "ping");
+                if let Ok(rtt) = event.result {
+                    self.observe(Observation::RoundTrip {
+                        peer: event.peer,
+                        rtt,
+                    });
+                }
             }
             _ => {}
         }

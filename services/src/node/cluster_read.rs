@@ -41,6 +41,22 @@ impl ShardSources {
                 }
             }
         }
+        // This node first, then the others by reputation (best first).
+        for list in &mut holders {
+            let mut scored: Vec<(f64, Vec<u8>)> = list
+                .drain(..)
+                .map(|h| {
+                    let s = if h == me {
+                        2.0
+                    } else {
+                        node.peer_score(&h).value
+                    };
+                    (s, h)
+                })
+                .collect();
+            scored.sort_by(|a, b| b.0.total_cmp(&a.0).then_with(|| a.1.cmp(&b.1)));
+            *list = scored.into_iter().map(|(_, h)| h).collect();
+        }
         Self {
             node: node.clone(),
             holders,
@@ -53,14 +69,15 @@ impl ShardSources {
         &self.holders
     }
 
-    /// `len` bytes at `offset` of shard `shard` from its first holder that has them.
+    /// `len` bytes at `offset` of shard `shard` from its first holder that has them, and the
+    /// peer that served them (`None`: this node's file).
     async fn read_shard(
         &self,
         hash: &[u8; 32],
         shard: u32,
         offset: u64,
         len: u64,
-    ) -> Result<Vec<u8>, String> {
+    ) -> Result<(Vec<u8>, Option<Vec<u8>>), String> {
         let mut last = format!("no holder of shard {shard}");
         for holder in self.holders.get(shard as usize).into_iter().flatten() {
             if *holder == self.me {
@@ -71,7 +88,7 @@ impl ShardSources {
                 })
                 .await;
                 match read {
-                    Ok(Ok(Some(bytes))) => return Ok(bytes),
+                    Ok(Ok(Some(bytes))) => return Ok((bytes, None)),
                     Ok(Ok(None)) => last = format!("shard {shard} missing here"),
                     Ok(Err(e)) => last = e.to_string(),
                     Err(e) => last = e.to_string(),
@@ -83,6 +100,7 @@ impl ShardSources {
             };
             let mut out = Vec::with_capacity(len as usize);
             let mut at = offset;
+            let started = std::time::Instant::now();
             let result: Result<(), String> = async {
                 while at < offset + len {
                     let n = (offset + len - at).min(u64::from(crate::replication::wire::MAX_FETCH));
@@ -104,8 +122,15 @@ impl ShardSources {
             }
             .await;
             match result {
-                Ok(()) => return Ok(out),
-                Err(e) => last = e,
+                Ok(()) => {
+                    let micros = started.elapsed().as_micros() as u64;
+                    self.node.record_transfer(holder, true, len, micros, false);
+                    return Ok((out, Some(holder.clone())));
+                }
+                Err(e) => {
+                    self.node.record_transfer(holder, false, 0, 0, false);
+                    last = e;
+                }
             }
         }
         Err(last)
@@ -129,6 +154,7 @@ impl ShardSources {
         let last = stripes.end - 1;
         let end = l.shard_offset(last) + l.chunk_len(last);
         let mut got: Vec<Option<Vec<u8>>> = vec![None; n];
+        let mut served_by: Vec<Option<Vec<u8>>> = vec![None; n];
         let mut tried = vec![false; n];
         let mut errors = Vec::new();
         loop {
@@ -152,7 +178,10 @@ impl ShardSources {
             for (i, r) in next.iter().zip(futures::future::join_all(fetches).await) {
                 tried[*i as usize] = true;
                 match r {
-                    Ok(bytes) => got[*i as usize] = Some(bytes),
+                    Ok((bytes, peer)) => {
+                        got[*i as usize] = Some(bytes);
+                        served_by[*i as usize] = peer;
+                    }
                     Err(e) => errors.push(e),
                 }
             }
@@ -160,7 +189,16 @@ impl ShardSources {
                 continue;
             }
             match decode_all(&codec, manifest, &stripes, start, &got) {
-                Ok(out) => return Ok(out),
+                Ok((out, bad)) => {
+                    // A peer whose bytes did not rebuild the stripes served bad data.
+                    for i in bad {
+                        if let Some(peer) = &served_by[i] {
+                            self.node.record_transfer(peer, true, 0, 0, true);
+                            tracing::warn!(shard = i, peer = ?PeerId::from_bytes(peer).ok(), "a holder served a bad shard range");
+                        }
+                    }
+                    return Ok(out);
+                }
                 Err(e) if next.is_empty() => return Err(e),
                 Err(e) => errors.push(e),
             }
@@ -169,14 +207,16 @@ impl ShardSources {
 }
 
 /// Rebuilds every stripe of `stripes` from the fetched shard ranges (which start at shard
-/// offset `start`), each checked against its hash.
+/// offset `start`), each checked against its hash; also the shards whose bytes disagreed with
+/// a verified stripe.
 fn decode_all(
     codec: &StripeCodec,
     manifest: &Manifest,
     stripes: &Range<u64>,
     start: u64,
     got: &[Option<Vec<u8>>],
-) -> Result<Vec<Bytes>, String> {
+) -> Result<(Vec<Bytes>, std::collections::BTreeSet<usize>), String> {
+    let mut bad = std::collections::BTreeSet::new();
     let l = manifest.layout;
     let mut out = Vec::with_capacity((stripes.end - stripes.start) as usize);
     for s in stripes.clone() {
@@ -198,9 +238,14 @@ fn decode_all(
         let decoded = codec
             .decode_owned(chunks, (range.end - range.start) as usize, hash)
             .map_err(|e| e.to_string())?;
+        for (i, _) in &decoded.repaired {
+            if got.get(*i).is_some_and(Option::is_some) {
+                bad.insert(*i);
+            }
+        }
         out.push(Bytes::from(decoded.data));
     }
-    Ok(out)
+    Ok((out, bad))
 }
 
 impl Node {

@@ -29,6 +29,7 @@ pub mod cluster_read;
 mod error;
 pub mod forward;
 pub mod network;
+pub mod peers;
 mod redactor;
 pub mod replicator;
 pub mod scrubber;
@@ -129,6 +130,8 @@ struct Inner {
     peer_id: PeerId,
     /// This node's identity key, which signs the manifests it verifies.
     signing: libp2p_identity::ed25519::Keypair,
+    /// Transfer outcomes per peer not yet reported.
+    transfers: peers::PendingTransfers,
     cluster: ClusterFile,
     http_url: String,
     raft: Raft<TypeConfig>,
@@ -355,6 +358,7 @@ impl Node {
                 settings,
                 peer_id,
                 signing,
+                transfers: Default::default(),
                 cluster,
                 http_url,
                 raft: raft.clone(),
@@ -384,6 +388,9 @@ impl Node {
         node.spawn(replicator::replicator(node.clone()));
         node.spawn(verifier::verifier(node.clone()));
         node.spawn(scrubber::scrubber(node.clone()));
+        let (observer, observations) = tokio::sync::mpsc::channel(1024);
+        node.inner.net.set_observer(observer).await?;
+        node.spawn(peers::peer_watcher(node.clone(), observations));
         if let Some(reply) = joined {
             if !node.inner.settings.learner {
                 node.spawn(promote_self(node.clone(), reply));
@@ -884,7 +891,11 @@ impl Node {
 
 /// The projections every node runs.
 fn projections() -> Vec<Arc<dyn hearth_projections::Projection>> {
-    vec![Arc::new(CountsProjection), Arc::new(BlobIndexProjection)]
+    vec![
+        Arc::new(CountsProjection),
+        Arc::new(BlobIndexProjection),
+        Arc::new(hearth_projections::PeersProjection),
+    ]
 }
 
 /// Opens the projection state machine. A store built by an older version, without a projection

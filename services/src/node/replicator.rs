@@ -145,7 +145,7 @@ impl Node {
                 // Only this node's free space is known here; others are assumed to have room
                 // (a holder without room fails its fetch, and the blob stays unsettled).
                 free_bytes: if *p == me { free } else { u64::MAX },
-                score: 1.0,
+                score: self.peer_score(p).value,
             })
             .collect();
         let chosen = placement::place(
@@ -282,9 +282,19 @@ impl Node {
             {
                 Ok(f) => {
                     tracing::debug!(%peer, shard, bytes = f.bytes, micros = f.micros, "fetched a shard");
+                    self.record_transfer(holder, true, f.bytes, f.micros, false);
                     return Ok(());
                 }
-                Err(e) => last = e.to_string(),
+                Err(e) => {
+                    let bad = matches!(
+                        e,
+                        transfer::TransferError::Receive(
+                            crate::blobs::ReceiveError::Mismatch { .. }
+                        )
+                    );
+                    self.record_transfer(holder, false, 0, 0, bad);
+                    last = e.to_string();
+                }
             }
         }
         // No copy to fetch: rebuild it from the other shards.
