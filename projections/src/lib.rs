@@ -70,4 +70,4 @@ pub use error::{ProjectionError, Result};
 pub use mem::MemState;
 pub use mem_store::MemStore;
 pub use projection::{Applied, ApplyCtx, Projection, StateTx};
-pub use store::ProjectionStore;
+pub use store::{ProjectionStore, TableIter};
