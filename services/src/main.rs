@@ -2,7 +2,8 @@
 //! is implemented in the `hearth_services` library.
 //!
 //! A failed command prints ONE line `error: …` on stderr and exits non-zero (2 when the log is
-//! damaged, 64 for a bad command line, 1 otherwise); see [`hearth_services::cli`].
+//! damaged, 3 and 4 for what `audit` finds, 64 for a bad command line, 1 otherwise); see
+//! [`hearth_services::cli`].
 
 use clap::{Parser, Subcommand};
 use hearth_services::bench::BenchLogArgs;
@@ -47,6 +48,12 @@ enum Command {
     Rm(cli::blob::RmArgs),
     /// Print the node's PeerId (its identity is created by the first `serve`).
     Id(IdArgs),
+    /// Offline: verify a stopped node's log and signatures, rebuild its projections from the
+    /// log and compare them with the live ones (exit 0 only when everything matches).
+    Audit(cli::audit::AuditArgs),
+    /// Offline: rebuild the projections as they stood at a log index or time into a new
+    /// directory, for `status --data-dir` and other read-only queries.
+    Replay(cli::replay::ReplayArgs),
     /// Inspect a node's write-ahead log.
     #[command(subcommand)]
     Log(LogCommand),
@@ -106,6 +113,8 @@ fn main() {
         Command::Status(args) => cli::blob::status(args, &mut out),
         Command::Rm(args) => cli::blob::rm(args, &mut out),
         Command::Id(args) => cli::id::run(args, &mut out),
+        Command::Audit(args) => cli::audit::run(args, &mut out),
+        Command::Replay(args) => cli::replay::run(args, &mut out),
         Command::Log(LogCommand::Verify(args)) => cli::log_verify::run(args, &mut out),
         Command::Log(LogCommand::Dump(args)) => cli::log_dump::run(args, &mut out),
         Command::Bench(BenchCommand::Log(args)) => hearth_services::bench::run_log(args, &mut out),
