@@ -140,8 +140,11 @@ pub fn run(args: &DumpArgs, out: &mut dyn Write) -> anyhow::Result<()> {
         return Err(e.into());
     }
     out.flush()?;
-    for kind in &filter.kinds {
-        if !kinds_seen.iter().any(|k| k.eq_ignore_ascii_case(kind)) {
+    for kind in &args.kinds {
+        if !kinds_seen
+            .iter()
+            .any(|k| k.eq_ignore_ascii_case(kind.trim()))
+        {
             eprintln!(
                 "warning: no entry of kind {kind:?} in the range read (kinds seen: {})",
                 kinds_seen.iter().copied().collect::<Vec<_>>().join(", ")
