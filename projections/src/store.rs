@@ -18,8 +18,8 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use rocksdb::checkpoint::Checkpoint;
 use rocksdb::{
-    ColumnFamily, ColumnFamilyDescriptor, DBCompressionType, Direction, FlushOptions, IteratorMode,
-    Options, WriteBatch, WriteOptions, DB,
+    BlockBasedOptions, ColumnFamily, ColumnFamilyDescriptor, DBCompressionType, Direction,
+    FlushOptions, IteratorMode, Options, WriteBatch, WriteOptions, DB,
 };
 
 use crate::digest::{Digester, Digests};
@@ -669,6 +669,13 @@ fn db_options(path: &Path) -> Result<Options> {
 fn cf_options() -> Options {
     let mut opts = Options::default();
     opts.set_compression_type(DBCompressionType::Lz4);
+    // Most point lookups are for keys that are absent (a new request id, a new blob): bloom
+    // filters in the table files and in the memtable answer those without searching.
+    let mut table = BlockBasedOptions::default();
+    table.set_bloom_filter(10.0, false);
+    opts.set_block_based_table_factory(&table);
+    opts.set_memtable_whole_key_filtering(true);
+    opts.set_memtable_prefix_bloom_ratio(0.1);
     opts
 }
 
