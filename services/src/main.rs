@@ -88,6 +88,9 @@ enum BenchCommand {
     Cluster(hearth_services::bench::cluster_bench::BenchClusterArgs),
     /// PUT and GET throughput and latency of a 4+3 node over HTTP, healthy and degraded.
     Blobs(hearth_services::bench::blobs_bench::BenchBlobsArgs),
+    /// The offline audit on a generated log: CRC + chain events/s, signature checks/s,
+    /// projection rebuild events/s, peak RSS.
+    Audit(hearth_services::bench::audit_bench::BenchAuditArgs),
 }
 
 fn main() {
@@ -123,6 +126,9 @@ fn main() {
         }
         Command::Bench(BenchCommand::Blobs(args)) => {
             hearth_services::bench::blobs_bench::run_blobs(args, &mut out)
+        }
+        Command::Bench(BenchCommand::Audit(args)) => {
+            hearth_services::bench::audit_bench::run_audit_bench(args, &mut out)
         }
     };
     let result = result.and_then(|()| out.flush().map_err(Into::into));

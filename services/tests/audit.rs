@@ -705,3 +705,37 @@ fn log_dump_filters_by_kind_blob_peer_and_position() {
     ]);
     assert_eq!(out.status.code(), Some(64));
 }
+
+#[test]
+fn bench_audit_reports_every_figure_and_cleans_up() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = hearth(&[
+        "bench",
+        "audit",
+        "--dir",
+        path_str(dir.path()),
+        "--events",
+        "2000",
+        "--signed",
+        "50",
+        "--json",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let v = json_of(&out);
+    assert_eq!(v["audit_ok"], true, "{v}");
+    assert_eq!(v["log"]["entries"], 2100);
+    let figures = v["figures"].as_array().expect("figures");
+    assert_eq!(figures.len(), 4, "{v}");
+    for f in figures {
+        assert!(f["per_s"].as_f64().is_some_and(|x| x > 0.0), "{f}");
+        assert!(f["ratio_to_baseline"].is_number(), "{f}");
+    }
+    assert!(v["baseline"]["overwrite_fdatasync_iops"].as_f64() > Some(0.0));
+    assert!(v["audit_peak_rss_kib"].as_u64() > Some(0));
+    assert_eq!(v["phases"].as_array().map(Vec::len), Some(4));
+    assert_eq!(
+        std::fs::read_dir(dir.path()).expect("read dir").count(),
+        0,
+        "the scratch directory is removed"
+    );
+}

@@ -75,7 +75,7 @@ pub fn audit(
 
     // 1. verify
     let bar = progress.phase("verify", total);
-    let check = verify_log(&log, threads, &|n| bar.inc(n))
+    let check = verify_log(&log, Verification::Full, threads, &|n| bar.inc(n))
         .with_context(|| format!("verify {}", log.dir().display()))?;
     bar.finish_and_clear();
     report.log = LogSummary {

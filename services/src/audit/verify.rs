@@ -44,9 +44,15 @@ struct Part {
     last: Option<LogPosition>,
 }
 
-/// Checks every entry of `log` on `threads` threads (at least 1). The first damage found is
-/// the error ([`LogError::Corrupt`] or [`LogError::ChainBroken`], naming file and offset).
-pub fn verify_log(log: &Log, threads: usize, tick: Tick<'_>) -> Result<ChainCheck, LogError> {
+/// Checks every entry of `log` at `level` on `threads` threads (at least 1); the audit uses
+/// [`Verification::Full`]. The first damage found is the error ([`LogError::Corrupt`] or
+/// [`LogError::ChainBroken`], naming file and offset).
+pub fn verify_log(
+    log: &Log,
+    level: Verification,
+    threads: usize,
+    tick: Tick<'_>,
+) -> Result<ChainCheck, LogError> {
     let start = Instant::now();
     let (Some(first), Some(last)) = (log.first_index(), log.last()) else {
         return Ok(ChainCheck {
@@ -61,7 +67,7 @@ pub fn verify_log(log: &Log, threads: usize, tick: Tick<'_>) -> Result<ChainChec
             .map(|t| {
                 let lo = first + n * t / threads;
                 let hi = first + n * (t + 1) / threads - 1;
-                s.spawn(move || verify_part(log, lo, hi, tick))
+                s.spawn(move || verify_part(log, lo, hi, level, tick))
             })
             .collect();
         handles
@@ -88,10 +94,16 @@ pub fn verify_log(log: &Log, threads: usize, tick: Tick<'_>) -> Result<ChainChec
     Ok(check)
 }
 
-fn verify_part(log: &Log, lo: u64, hi: u64, tick: Tick<'_>) -> Result<Part, LogError> {
+fn verify_part(
+    log: &Log,
+    lo: u64,
+    hi: u64,
+    level: Verification,
+    tick: Tick<'_>,
+) -> Result<Part, LogError> {
     let mut part = Part::default();
     let mut unticked = 0;
-    log.scan_with(lo..=hi, Verification::Full, |rec| {
+    log.scan_with(lo..=hi, level, |rec| {
         let pos = LogPosition {
             index: rec.index,
             term: rec.term,
