@@ -3,7 +3,7 @@
 //!
 //! The scan (one thread: the [`ManifestBook`] needs log order) reads and decodes; the
 //! signature checks (ed25519, the costly part) go in chunks to one worker per core, so a log
-//! full of verifications still uses every core. Memory: the book (under 100 bytes per blob),
+//! full of verifications still uses every core. Memory: the book (about 100 bytes per blob),
 //! a bounded queue of chunks, and at most [`MAX_LISTED`] bad signatures kept for the report.
 //!
 //! Not here: whether the bytes are intact (phase 1 checked that, so this scan reads with CRC

@@ -1,7 +1,7 @@
 //! [`ManifestBook`]: what the audit remembers of every blob's acceptance so it can check each
 //! `ManifestVerified` signature from the log alone — the 32-byte manifest hash
-//! ([`hearth_projections::manifest::manifest_hash`]) per blob, never whole manifests, so memory
-//! grows by well under 100 bytes per blob.
+//! ([`hearth_projections::manifest::manifest_hash`]) per blob, never whole manifests: a table
+//! entry of 65 bytes per blob (75–150 bytes with the hash table's slack).
 //!
 //! Acceptances of one hash count from its latest deletion on (accepting the same bytes again
 //! after a delete starts over, as in the blob index). A signature must match the manifest of
@@ -25,13 +25,11 @@ pub enum BadManifest {
     Signature(#[from] SignatureError),
 }
 
-/// The manifests of one blob hash since its latest deletion.
-#[derive(Debug, Clone)]
+/// The first manifest of one blob hash since its latest deletion (33 bytes, no heap).
+#[derive(Debug, Clone, Copy)]
 struct Known {
     /// The first acceptance's manifest hash.
     first: [u8; 32],
-    /// Later acceptances with another manifest (rare: concurrent accepts of the same bytes).
-    others: Vec<[u8; 32]>,
     /// Deleted since: the next acceptance starts over.
     deleted: bool,
 }
@@ -40,6 +38,8 @@ struct Known {
 #[derive(Debug, Default)]
 pub struct ManifestBook {
     blobs: HashMap<[u8; HASH_LEN], Known>,
+    /// Later acceptances with another manifest (rare: concurrent accepts of the same bytes).
+    others: HashMap<[u8; HASH_LEN], Vec<[u8; 32]>>,
 }
 
 impl ManifestBook {
@@ -54,18 +54,21 @@ impl ManifestBook {
             return;
         };
         let manifest = manifest_hash(acc);
-        match self.blobs.get_mut(&key) {
+        match self.blobs.get(&key) {
             Some(known) if !known.deleted => {
-                if known.first != manifest && !known.others.contains(&manifest) {
-                    known.others.push(manifest);
+                if known.first != manifest {
+                    let others = self.others.entry(key).or_default();
+                    if !others.contains(&manifest) {
+                        others.push(manifest);
+                    }
                 }
             }
             _ => {
+                self.others.remove(&key);
                 self.blobs.insert(
                     key,
                     Known {
                         first: manifest,
-                        others: Vec::new(),
                         deleted: false,
                     },
                 );
@@ -91,10 +94,9 @@ impl ManifestBook {
         let known = self.blobs.get(&key)?;
         let claimed = &mv.manifest_hash[..];
         Some(
-            known
-                .others
-                .iter()
-                .find(|m| &m[..] == claimed)
+            self.others
+                .get(&key)
+                .and_then(|others| others.iter().find(|m| &m[..] == claimed))
                 .copied()
                 .unwrap_or(known.first),
         )
