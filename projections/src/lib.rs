@@ -72,4 +72,4 @@ pub use mem::MemState;
 pub use mem_store::MemStore;
 pub use peers::{score, Component, PeerRecord, PeersProjection, Score};
 pub use projection::{Applied, ApplyCtx, Projection, StateTx};
-pub use store::ProjectionStore;
+pub use store::{ProjectionStore, TableIter};

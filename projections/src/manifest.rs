@@ -79,7 +79,16 @@ pub enum SignatureError {
 /// Checks a `ManifestVerified` against the blob's `BlobAccepted`: the manifest hash, the key
 /// against the verifier PeerId, and the ed25519 signature over the manifest hash.
 pub fn check_signature(mv: &ManifestVerified, acc: &BlobAccepted) -> Result<(), SignatureError> {
-    if mv.manifest_hash[..] != manifest_hash(acc)[..] {
+    check_signature_hash(mv, &manifest_hash(acc))
+}
+
+/// [`check_signature`] against the blob's [`manifest_hash`] computed earlier: readers that see
+/// many blobs (the audit) keep 32 bytes per blob instead of whole manifests.
+pub fn check_signature_hash(
+    mv: &ManifestVerified,
+    manifest_hash: &[u8; 32],
+) -> Result<(), SignatureError> {
+    if mv.manifest_hash[..] != manifest_hash[..] {
         return Err(SignatureError::ManifestMismatch);
     }
     let key = ed25519::PublicKey::try_from_bytes(&mv.verifier_public_key)
@@ -156,6 +165,12 @@ mod tests {
         b.size += 1;
         assert_eq!(
             check_signature(&mv, &b),
+            Err(SignatureError::ManifestMismatch)
+        );
+
+        assert_eq!(check_signature_hash(&mv, &manifest_hash(&a)), Ok(()));
+        assert_eq!(
+            check_signature_hash(&mv, &manifest_hash(&b)),
             Err(SignatureError::ManifestMismatch)
         );
 

@@ -18,8 +18,8 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use rocksdb::checkpoint::Checkpoint;
 use rocksdb::{
-    ColumnFamily, ColumnFamilyDescriptor, DBCompressionType, Direction, FlushOptions, IteratorMode,
-    Options, WriteBatch, WriteOptions, DB,
+    BlockBasedOptions, ColumnFamily, ColumnFamilyDescriptor, DBCompressionType, Direction,
+    FlushOptions, IteratorMode, Options, WriteBatch, WriteOptions, DB,
 };
 
 use crate::digest::{Digester, Digests};
@@ -111,17 +111,76 @@ impl ProjectionStore {
         Ok(store)
     }
 
-    /// Checks the format version, loads the cursor, and maintains the projection markers.
-    fn init_meta(&self, column_families: &BTreeSet<String>) -> Result<Cursor> {
-        let meta = self.cf(CF_META)?;
+    /// Opens an existing store in `dir` read-only: nothing in `dir` changes, and applying or
+    /// flushing fails. Reads see what the store holds durably (its flushed state and the
+    /// applied index of exactly that state). For offline readers of a stopped node's store
+    /// (the audit, `hearth status --data-dir`); RocksDB does not lock a read-only store, so the
+    /// caller makes sure no node is writing it.
+    ///
+    /// Refuses what [`open`](Self::open) refuses, plus a missing or empty directory
+    /// ([`ProjectionError::NotAStore`]) and a registered projection the store has never
+    /// maintained ([`ProjectionError::NeedsRebuild`], even before any entry).
+    pub fn open_read_only(
+        dir: impl AsRef<Path>,
+        projections: Vec<Arc<dyn Projection>>,
+    ) -> Result<Self> {
+        let path = dir.as_ref().to_path_buf();
+        validate_projections(&projections)?;
+        let Some(cfs) = existing_column_families(&path)? else {
+            return Err(ProjectionError::NotAStore {
+                path,
+                reason: "no store here (missing or empty directory)".into(),
+            });
+        };
+        if !cfs.iter().any(|cf| cf == CF_META) {
+            return Err(ProjectionError::NotAStore {
+                path,
+                reason: "a RocksDB database without the `meta` column family".into(),
+            });
+        }
+        let db = DB::open_cf_for_read_only(&db_options(&path)?, &path, &cfs, false)
+            .map_err(db_error(&path, "open read-only"))?;
+        let mut tables: Vec<&'static str> = projections.iter().map(|p| p.name()).collect();
+        tables.extend([CF_REQUESTS, CF_REJECTED]);
+        let mut store = Self {
+            path,
+            db,
+            projections,
+            tables,
+            cursor: Mutex::new(Cursor::default()),
+            flush_on_drop: false,
+        };
+        let (version, cursor) = store.read_meta()?;
+        if version.is_none() {
+            return Err(store.corrupt("no format version"));
+        }
+        for projection in &store.projections {
+            let marker = format::projection_marker(projection.name());
+            if store.meta_get(&marker)?.is_none() || store.db.cf_handle(projection.name()).is_none()
+            {
+                return Err(ProjectionError::NeedsRebuild {
+                    path: store.path.clone(),
+                    projection: projection.name().to_owned(),
+                    applied: cursor.applied.map_or(0, |(index, _)| index),
+                });
+            }
+        }
+        *store
+            .cursor
+            .get_mut()
+            .unwrap_or_else(PoisonError::into_inner) = cursor;
+        Ok(store)
+    }
+
+    /// Reads and checks the format version (`None`: a fresh store) and the cursor.
+    fn read_meta(&self) -> Result<(Option<u32>, Cursor)> {
         let version = self.meta_get(META_FORMAT_VERSION)?;
         let applied = self.meta_get(META_APPLIED)?;
-        let mut batch = WriteBatch::default();
-        match version {
+        let version = match version {
             None if applied.is_some() => {
                 return Err(self.corrupt("`applied` without a format version"))
             }
-            None => batch.put_cf(meta, META_FORMAT_VERSION, FORMAT_VERSION.to_le_bytes()),
+            None => None,
             Some(bytes) => match format::decode_u32(&bytes) {
                 Some(found) if found > FORMAT_VERSION => {
                     return Err(ProjectionError::UnsupportedFormat {
@@ -130,13 +189,13 @@ impl ProjectionStore {
                         supported: FORMAT_VERSION,
                     })
                 }
-                Some(FORMAT_VERSION) => {}
+                Some(FORMAT_VERSION) => Some(FORMAT_VERSION),
                 Some(found) => return Err(self.corrupt(format!("format version {found}"))),
                 None => {
                     return Err(self.corrupt(format!("format version of {} bytes", bytes.len())))
                 }
             },
-        }
+        };
         let applied = applied
             .map(|bytes| {
                 format::decode_applied(&bytes)
@@ -148,12 +207,29 @@ impl ProjectionStore {
             Some(bytes) => format::decode_u64(&bytes)
                 .ok_or_else(|| self.corrupt(format!("`log_time` of {} bytes", bytes.len())))?,
         };
+        Ok((
+            version,
+            Cursor {
+                applied,
+                log_time_ms,
+            },
+        ))
+    }
+
+    /// Checks the format version, loads the cursor, and maintains the projection markers.
+    fn init_meta(&self, column_families: &BTreeSet<String>) -> Result<Cursor> {
+        let meta = self.cf(CF_META)?;
+        let (version, cursor) = self.read_meta()?;
+        let mut batch = WriteBatch::default();
+        if version.is_none() {
+            batch.put_cf(meta, META_FORMAT_VERSION, FORMAT_VERSION.to_le_bytes());
+        }
         for projection in &self.projections {
             let marker = format::projection_marker(projection.name());
             if self.meta_get(&marker)?.is_some() {
                 continue;
             }
-            if let Some((index, _)) = applied {
+            if let Some((index, _)) = cursor.applied {
                 return Err(ProjectionError::NeedsRebuild {
                     path: self.path.clone(),
                     projection: projection.name().to_owned(),
@@ -172,10 +248,7 @@ impl ProjectionStore {
             .write_opt(batch, &unlogged())
             .map_err(db_error(&self.path, "write meta"))?;
         self.flush_all()?;
-        Ok(Cursor {
-            applied,
-            log_time_ms,
-        })
+        Ok(cursor)
     }
 
     /// Rebuilds a store from a log into `dir`, which must be missing or empty, and flushes it.
@@ -375,6 +448,17 @@ impl ProjectionStore {
         Ok(out)
     }
 
+    /// Every committed `(key, value)` of a table in key order, streamed from one consistent
+    /// view taken when this is called (memory stays bounded however large the table is). Used
+    /// to find where two stores differ (the audit merges two such scans).
+    pub fn iter(&self, table: &str) -> Result<TableIter<'_>> {
+        let cf = self.table_cf(table)?;
+        Ok(TableIter {
+            path: &self.path,
+            inner: self.db.iterator_cf(cf, IteratorMode::Start),
+        })
+    }
+
     /// Flushes, then compacts a table's whole key range down to the last level, so values that
     /// were overwritten or deleted (a deleted blob's inline bytes) no longer sit in older
     /// files (the store writes no RocksDB WAL, so the flush leaves no other copy).
@@ -504,6 +588,29 @@ const _: fn() = || {
     send_sync::<ProjectionStore>();
 };
 
+/// A table's `(key, value)` pairs in key order: see [`ProjectionStore::iter`].
+pub struct TableIter<'a> {
+    path: &'a Path,
+    inner: rocksdb::DBIteratorWithThreadMode<'a, DB>,
+}
+
+impl Iterator for TableIter<'_> {
+    type Item = Result<(Box<[u8]>, Box<[u8]>)>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let item = self.inner.next()?;
+        Some(item.map_err(db_error(self.path, "iterate")))
+    }
+}
+
+impl std::fmt::Debug for TableIter<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TableIter")
+            .field("path", &self.path)
+            .finish_non_exhaustive()
+    }
+}
+
 /// Committed state read through RocksDB; remembers the first read error.
 struct RocksBase<'a> {
     db: &'a DB,
@@ -562,6 +669,13 @@ fn db_options(path: &Path) -> Result<Options> {
 fn cf_options() -> Options {
     let mut opts = Options::default();
     opts.set_compression_type(DBCompressionType::Lz4);
+    // Most point lookups are for keys that are absent (a new request id, a new blob): bloom
+    // filters in the table files and in the memtable answer those without searching.
+    let mut table = BlockBasedOptions::default();
+    table.set_bloom_filter(10.0, false);
+    opts.set_block_based_table_factory(&table);
+    opts.set_memtable_whole_key_filtering(true);
+    opts.set_memtable_prefix_bloom_ratio(0.1);
     opts
 }
 

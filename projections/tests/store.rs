@@ -645,3 +645,62 @@ const GOLDEN: [(&str, &str); 4] = [
         "a6286d83095f3a9844680256c00d862ebbb091dff8333ea1982ec7c8fd89e2fa",
     ),
 ];
+
+/// Every file name, size and modification time under `dir`.
+fn listing(dir: &std::path::Path) -> Vec<(std::path::PathBuf, u64, std::time::SystemTime)> {
+    let mut out: Vec<_> = std::fs::read_dir(dir)
+        .expect("read_dir")
+        .map(|e| {
+            let e = e.expect("entry");
+            let m = e.metadata().expect("metadata");
+            (e.path(), m.len(), m.modified().expect("mtime"))
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+#[test]
+fn read_only_open_reads_the_flushed_state_and_changes_nothing() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let live = ProjectionStore::open(dir.path(), projections())?;
+    live.apply_batch(&log(30))?;
+    let (applied, digests) = live.digests_with_applied()?;
+    let log_time = live.log_time_ms();
+    drop(live);
+    let before = listing(dir.path());
+
+    let ro = ProjectionStore::open_read_only(dir.path(), projections())?;
+    assert_eq!(ro.applied(), applied);
+    assert_eq!(ro.log_time_ms(), log_time);
+    assert_eq!(ro.digests_with_applied()?, (applied, digests));
+    // The streamed scan is the table in key order, the same pairs as a prefix scan of all.
+    let streamed: Vec<(Vec<u8>, Vec<u8>)> = ro
+        .iter(CountsProjection::NAME)?
+        .map(|kv| kv.map(|(k, v)| (k.into_vec(), v.into_vec())))
+        .collect::<Result<_, _>>()?;
+    assert!(!streamed.is_empty());
+    assert_eq!(streamed, ro.scan_prefix(CountsProjection::NAME, b"")?);
+    assert!(ro.apply_batch(&log(31)[30..]).is_err(), "writes must fail");
+    assert!(ro.iter("no-such-table").is_err());
+    drop(ro);
+    assert_eq!(
+        listing(dir.path()),
+        before,
+        "a read-only open changes nothing"
+    );
+
+    let empty = tempfile::tempdir()?;
+    assert!(matches!(
+        ProjectionStore::open_read_only(empty.path(), projections()),
+        Err(ProjectionError::NotAStore { .. })
+    ));
+    let counts_only: Vec<Arc<dyn Projection>> = vec![Arc::new(CountsProjection)];
+    let other = tempfile::tempdir()?;
+    drop(ProjectionStore::open(other.path(), counts_only)?);
+    assert!(matches!(
+        ProjectionStore::open_read_only(other.path(), projections()),
+        Err(ProjectionError::NeedsRebuild { .. })
+    ));
+    Ok(())
+}

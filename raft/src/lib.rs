@@ -47,7 +47,10 @@ mod writer;
 pub use error::{CodecError, Result, SnapshotError, StoreError};
 pub use log_store::{HearthLogStore, StoreOptions};
 pub use mem_sm::{MemState, MemStateMachine};
-pub use projection_sm::{ChainHeadSource, InstallHook, ProjectionStateMachine};
+pub use projection_sm::{
+    committed_entry, committed_entry_of_record, ChainHeadSource, InstallHook,
+    ProjectionStateMachine,
+};
 pub use snapshot::SnapshotInfo;
 pub use types::{
     Applied, Entry, HearthNode, LogId, Membership, NodeId, Proposal, RaftMeta, Snapshot,

@@ -47,9 +47,10 @@
 //! purges only up to a snapshot; [`ProjectionStateMachine::flush`] returns the durable log id
 //! for any other caller.
 //!
-//! Entries: `Normal(Proposal)` of one envelope → [`CommittedEntry::event`], of several →
-//! [`CommittedEntry::batch`] (an envelope that does not decode is recorded as rejected by the
-//! runtime; apply never fails on input), `Blank` and `Membership` → [`CommittedEntry::other`].
+//! Entries ([`committed_entry`], which a rebuild from the log uses too): `Normal(Proposal)` of
+//! one envelope → [`CommittedEntry::event`], of several → [`CommittedEntry::batch`] (an
+//! envelope that does not decode is recorded as rejected by the runtime; apply never fails on
+//! input), `Blank` and `Membership` → [`CommittedEntry::other`].
 //! Each entry answers [`Applied`] with its index and, per envelope, the runtime's rejection if
 //! any, in order. openraft
 //! hands entries without gaps; its conformance suite does not (it applies index 3, then 5): a gap
@@ -89,7 +90,7 @@
 //! [`apply`]: RaftStateMachine::apply
 //! [`open`]: ProjectionStateMachine::open
 
-use crate::error::{Result, SnapshotError, StoreError};
+use crate::error::{CodecError, Result, SnapshotError, StoreError};
 use crate::files::{
     exists, io_err, read_if_exists, remove_dir_if_exists, seal, sync_dir, unseal, write_atomic,
     write_new_synced,
@@ -256,22 +257,7 @@ impl Inner {
                     pending.push(CommittedEntry::other(id.index - 1, id.leader_id.term));
                 }
             }
-            let term = id.leader_id.term;
-            pending.push(match entry.payload {
-                EntryPayload::Normal(mut proposal) => {
-                    let redacted = proposal.redacted_from.is_some();
-                    if proposal.envelopes.len() == 1 {
-                        let envelope = proposal.envelopes.pop().unwrap_or_default();
-                        CommittedEntry::event(id.index, term, envelope).with_redacted(redacted)
-                    } else {
-                        CommittedEntry::batch(id.index, term, proposal.envelopes)
-                            .with_redacted(redacted)
-                    }
-                }
-                EntryPayload::Blank | EntryPayload::Membership(_) => {
-                    CommittedEntry::other(id.index, term)
-                }
-            });
+            pending.push(committed_entry(entry));
             self.last_applied = Some(id);
             if let Some(m) = membership {
                 self.membership = m;
@@ -287,6 +273,51 @@ impl Inner {
         }
         Ok(out)
     }
+}
+
+/// What the projection runtime sees of a raft entry: `Normal` of one envelope →
+/// [`CommittedEntry::event`], of several → [`CommittedEntry::batch`], `Blank` and `Membership`
+/// → [`CommittedEntry::other`]; a proposal read back from a redacted log record
+/// ([`Proposal::redacted_from`](crate::Proposal::redacted_from)) is marked
+/// [`CommittedEntry::redacted`]. The state machine applies exactly this; a rebuild from the log
+/// (the audit, `hearth replay`) must use it too so it folds the same entries.
+pub fn committed_entry(entry: Entry) -> CommittedEntry {
+    let id = entry.log_id;
+    let term = id.leader_id.term;
+    match entry.payload {
+        EntryPayload::Normal(mut proposal) => {
+            let redacted = proposal.redacted_from.is_some();
+            if proposal.envelopes.len() == 1 {
+                let envelope = proposal.envelopes.pop().unwrap_or_default();
+                CommittedEntry::event(id.index, term, envelope).with_redacted(redacted)
+            } else {
+                CommittedEntry::batch(id.index, term, proposal.envelopes).with_redacted(redacted)
+            }
+        }
+        EntryPayload::Blank | EntryPayload::Membership(_) => CommittedEntry::other(id.index, term),
+    }
+}
+
+/// A `hearth-log` record as the projection runtime sees it: [`crate::codec::decode_record`]
+/// (which checks the stored log id against the record and carries a redacted record's kept
+/// hash), then [`committed_entry`]. A record that is not a raft entry is a typed error naming
+/// its index.
+pub fn committed_entry_of_record(rec: &hearth_log::Record) -> Result<CommittedEntry, CodecError> {
+    crate::codec::decode_record(rec).map(committed_entry)
+}
+
+/// The projection store's directory inside a state machine directory (the `dir` given to
+/// [`ProjectionStateMachine::open`]): `dir/state/store`. For offline readers (the audit,
+/// `hearth status --data-dir`), which open it read-only.
+pub fn store_dir(dir: &Path) -> PathBuf {
+    dir.join(STATE).join(STORE)
+}
+
+/// The lock file a running state machine holds (flock, exclusive) in its directory:
+/// `dir/LOCK`. An offline reader that takes it shared knows no node is using the directory,
+/// and keeps one from starting while it reads.
+pub fn lock_path(dir: &Path) -> PathBuf {
+    dir.join(LOCK)
 }
 
 /// Records, per event of each entry of `batch`, whether the runtime rejected it as a whole (a

@@ -2,6 +2,8 @@
 //!
 //! The binary (`src/main.rs`) only parses arguments; every command lives here so tests and later
 //! code (the server, the audit) can reuse it:
+//! * [`audit`] — the offline audit (log integrity, manifest signatures, projections rebuilt
+//!   and compared) and point-in-time replay;
 //! * [`cli`] — operator commands on a data directory (`hearth serve`, `hearth id`,
 //!   `hearth log verify`, `hearth log dump`);
 //! * [`mod@bench`] — in-process benchmarks (`hearth bench log`), each measured against the disk's own
@@ -18,6 +20,7 @@
 //! * [`telemetry`] — tracing set-up (text or JSON on stderr).
 #![deny(clippy::unwrap_used)]
 
+pub mod audit;
 pub mod bench;
 pub mod blobs;
 pub mod cli;

@@ -2,7 +2,8 @@
 //! is implemented in the `hearth_services` library.
 //!
 //! A failed command prints ONE line `error: …` on stderr and exits non-zero (2 when the log is
-//! damaged, 64 for a bad command line, 1 otherwise); see [`hearth_services::cli`].
+//! damaged, 3 and 4 for what `audit` finds, 64 for a bad command line, 1 otherwise); see
+//! [`hearth_services::cli`].
 
 use clap::{Parser, Subcommand};
 use hearth_services::bench::BenchLogArgs;
@@ -49,6 +50,12 @@ enum Command {
     Id(IdArgs),
     /// The cluster's peers, best reputation first, each score with its explanation.
     Peers(cli::peers::PeersArgs),
+    /// Offline: verify a stopped node's log and signatures, rebuild its projections from the
+    /// log and compare them with the live ones (exit 0 only when everything matches).
+    Audit(cli::audit::AuditArgs),
+    /// Offline: rebuild the projections as they stood at a log index or time into a new
+    /// directory, for `status --data-dir` and other read-only queries.
+    Replay(cli::replay::ReplayArgs),
     /// Inspect a node's write-ahead log.
     #[command(subcommand)]
     Log(LogCommand),
@@ -85,6 +92,9 @@ enum BenchCommand {
     Blobs(hearth_services::bench::blobs_bench::BenchBlobsArgs),
     /// Accepted → durable time of a large blob on a cluster of real processes, vs the disk.
     Replication(hearth_services::bench::replication_bench::BenchReplicationArgs),
+    /// The offline audit on a generated log: CRC + chain events/s, signature checks/s,
+    /// projection rebuild events/s, peak RSS.
+    Audit(hearth_services::bench::audit_bench::BenchAuditArgs),
 }
 
 fn main() {
@@ -111,6 +121,8 @@ fn main() {
         Command::Rm(args) => cli::blob::rm(args, &mut out),
         Command::Id(args) => cli::id::run(args, &mut out),
         Command::Peers(args) => cli::peers::run(args, &mut out),
+        Command::Audit(args) => cli::audit::run(args, &mut out),
+        Command::Replay(args) => cli::replay::run(args, &mut out),
         Command::Log(LogCommand::Verify(args)) => cli::log_verify::run(args, &mut out),
         Command::Log(LogCommand::Dump(args)) => cli::log_dump::run(args, &mut out),
         Command::Bench(BenchCommand::Log(args)) => hearth_services::bench::run_log(args, &mut out),
@@ -122,6 +134,9 @@ fn main() {
         }
         Command::Bench(BenchCommand::Replication(args)) => {
             hearth_services::bench::replication_bench::run_replication(args, &mut out)
+        }
+        Command::Bench(BenchCommand::Audit(args)) => {
+            hearth_services::bench::audit_bench::run_audit_bench(args, &mut out)
         }
     };
     let result = result.and_then(|()| out.flush().map_err(Into::into));

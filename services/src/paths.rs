@@ -12,6 +12,12 @@ pub fn state_dir(data_dir: &Path) -> PathBuf {
     data_dir.join("state")
 }
 
+/// The projection store (RocksDB) inside a node's data directory: `DATA_DIR/state/state/store`
+/// (the state machine's live state; see `hearth_raft::projection_sm`).
+pub fn projection_store_dir(data_dir: &Path) -> PathBuf {
+    hearth_raft::projection_sm::store_dir(&state_dir(data_dir))
+}
+
 /// The node's shard files: `DATA_DIR/shards`.
 pub fn shards_dir(data_dir: &Path) -> PathBuf {
     data_dir.join("shards")

@@ -3,8 +3,10 @@
 //! Every benchmark first measures the directory's disk ([`disk`]: 4 KiB write + fdatasync) and
 //! reports its figures both absolute and as a ratio to that baseline. `hearth bench log` then
 //! sweeps closed-loop client counts over a fresh log each ([`log_bench`]), replays the largest
-//! run ([`replay`]) and prints a table or one JSON object ([`report`]).
+//! run ([`replay`]) and prints a table or one JSON object ([`report`]). `hearth bench audit`
+//! ([`audit_bench`]) times the offline audit's phases on a generated log.
 
+pub mod audit_bench;
 pub mod blobs_bench;
 pub mod cluster_bench;
 pub mod disk;

@@ -1,5 +1,6 @@
 //! `hearth put FILE`, `hearth get HASH [-o FILE]`, `hearth status HASH [--json]` and
-//! `hearth rm HASH`: blobs through a running member's HTTP API.
+//! `hearth rm HASH`: blobs through a running member's HTTP API (`status --data-dir` reads a
+//! stopped node's or a replay's blob index instead: [`super::status_offline`]).
 //!
 //! `put` streams the file with its length, shows a progress bar on a terminal for files over
 //! 4 MiB, and prints the tier, code and log index, then the hash as the last line of stdout.
@@ -58,6 +59,10 @@ pub struct StatusArgs {
     /// Print the status as JSON.
     #[arg(long)]
     json: bool,
+    /// Offline: read the blob index of this data directory (a stopped node's, or a `hearth
+    /// replay` output) instead of asking --server; answers as of the index it has applied.
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
     #[command(flatten)]
     server: ServerArgs,
 }
@@ -238,7 +243,10 @@ pub fn get(args: &GetArgs, out: &mut dyn Write) -> anyhow::Result<()> {
 
 /// `hearth status HASH`.
 pub fn status(args: &StatusArgs, out: &mut dyn Write) -> anyhow::Result<()> {
-    let (_, url) = blob_url(&args.server, &args.hash, "/status")?;
+    let (hash, url) = blob_url(&args.server, &args.hash, "/status")?;
+    if let Some(data_dir) = &args.data_dir {
+        return super::status_offline::status(&hash, data_dir, args.json, out);
+    }
     let st: BlobStatus = runtime()?.block_on(async {
         let resp = reqwest::Client::new()
             .get(&url)

@@ -6,16 +6,25 @@
 //! * `1` — any other failure (bad path, I/O, …);
 //! * `2` — the log is damaged ([`LogError::Corrupt`] / [`LogError::ChainBroken`]; the message
 //!   names the file and byte offset);
+//! * `3` — `hearth audit`: a `ManifestVerified` signature does not check;
+//! * `4` — `hearth audit`: a projection differs from its rebuild from the log;
 //! * `64` — the command line could not be parsed (`EX_USAGE`; clap's own message).
+//!
+//! A command that ran to the end but found something wrong (the audit) returns [`Failed`]
+//! with its code after printing its report.
 
+pub mod audit;
 pub mod blob;
 pub mod cluster;
+pub mod dump_filter;
 pub mod event_json;
 pub mod id;
 pub mod log_dump;
 pub mod log_verify;
 pub mod peers;
+pub mod replay;
 pub mod serve;
+pub mod status_offline;
 
 use anyhow::Context as _;
 use hearth_log::{Log, LogError};
@@ -27,17 +36,36 @@ pub const EXIT_OK: i32 = 0;
 pub const EXIT_ERROR: i32 = 1;
 /// Exit code when the log is damaged.
 pub const EXIT_DAMAGE: i32 = 2;
+/// Exit code of an audit that found a bad `ManifestVerified` signature.
+pub const EXIT_BAD_SIGNATURE: i32 = 3;
+/// Exit code of an audit that found a projection differing from its rebuild.
+pub const EXIT_MISMATCH: i32 = 4;
 /// Exit code of a command line that does not parse.
 pub const EXIT_USAGE: i32 = 64;
 
-/// The process exit code for a failed command: [`EXIT_DAMAGE`] when any cause in the chain is
-/// log damage, else [`EXIT_ERROR`].
+/// A command that ran to the end and found something wrong: its exit code and a one-line
+/// summary (the report itself went to stdout).
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct Failed {
+    /// The process exit code.
+    pub code: i32,
+    /// What was found.
+    pub message: String,
+}
+
+/// The process exit code for a failed command: a [`Failed`]'s own code; [`EXIT_DAMAGE`] when
+/// any cause in the chain is log damage (including an entry that is not a raft entry); else
+/// [`EXIT_ERROR`].
 pub fn exit_code(err: &anyhow::Error) -> i32 {
+    if let Some(failed) = err.chain().find_map(|c| c.downcast_ref::<Failed>()) {
+        return failed.code;
+    }
     let damaged = err.chain().any(|cause| {
         matches!(
             cause.downcast_ref::<LogError>(),
             Some(LogError::Corrupt { .. } | LogError::ChainBroken { .. })
-        )
+        ) || cause.downcast_ref::<hearth_raft::CodecError>().is_some()
     });
     if damaged {
         EXIT_DAMAGE

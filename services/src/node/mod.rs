@@ -898,6 +898,12 @@ fn projections() -> Vec<Arc<dyn hearth_projections::Projection>> {
     ]
 }
 
+/// The projections every node runs, for offline readers of a node's data directory: the audit
+/// and `hearth replay` rebuild exactly these.
+pub fn node_projections() -> Vec<Arc<dyn hearth_projections::Projection>> {
+    projections()
+}
+
 /// Opens the projection state machine. A store built by an older version, without a projection
 /// this one adds, is set aside (`DATA/state.replaced-<ms>`) and rebuilt from the log — the
 /// projections are derived state — when the log still holds every entry; with a purged log it

@@ -1,0 +1,224 @@
+//! [`audit`]: the four phases over a stopped node's data directory, in order, into one
+//! [`AuditReport`].
+//!
+//! 1. **verify** ([`super::verify`]): CRC, chain and payload hashes of every entry, on every
+//!    core. Damage ends the audit here with the log's error (exit code 2).
+//! 2. **events** ([`super::events`]): kinds counted, `ManifestVerified` signatures checked.
+//! 3. **rebuild** ([`super::rebuild`]): every projection refolded from the first entry into a
+//!    scratch directory, through exactly the index the live store has applied.
+//! 4. **compare** ([`super::compare`]): digests, and the first differing key of each table
+//!    that differs.
+//!
+//! Nothing in the data directory changes; the scratch directory is removed on every way out.
+
+use super::compare;
+use super::events::scan_events;
+use super::offline::OfflineDir;
+use super::progress::Progress;
+use super::rebuild::{rebuild, Rebuilt, Until};
+use super::report::{
+    Applied, AuditReport, EventSummary, LogSummary, PhaseTiming, ProjectionSummary,
+    SignatureSummary,
+};
+use super::verify::verify_log;
+use crate::hex;
+use anyhow::Context as _;
+use hearth_log::Verification;
+use hearth_projections::ProjectionStore;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+/// What phase 3 can do with the live store.
+enum Plan {
+    /// The live store has applied nothing: compare it with an empty store.
+    Empty,
+    /// Rebuild through this index.
+    Through(u64),
+    /// The store has applied past the log's end.
+    Ahead,
+    /// No exact rebuild is possible (why).
+    Incomplete(String),
+}
+
+/// How the audit runs.
+#[derive(Debug, Clone, Default)]
+pub struct AuditOptions {
+    /// Threads for verifying and for signature checks (0: one per core).
+    pub threads: usize,
+    /// Where the scratch directory of the rebuild goes (default: the system's temporary
+    /// directory).
+    pub scratch_parent: Option<PathBuf>,
+}
+
+/// Audits the node data directory `data_dir`; see the module docs.
+pub fn audit(
+    data_dir: &Path,
+    opts: &AuditOptions,
+    progress: &Progress,
+) -> anyhow::Result<AuditReport> {
+    let threads = match opts.threads {
+        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        n => n,
+    };
+    let dir = OfflineDir::lock(data_dir)?;
+    let log = dir.open_log()?;
+    let live = dir.open_store()?;
+    let live_applied = live.applied();
+    let mut report = AuditReport {
+        data_dir: data_dir.display().to_string(),
+        ..AuditReport::default()
+    };
+    let total = match (log.first_index(), log.last()) {
+        (Some(first), Some(last)) => last.index - first + 1,
+        _ => 0,
+    };
+
+    // 1. verify
+    let bar = progress.phase("verify", total);
+    let check = verify_log(&log, Verification::Full, threads, &|n| bar.inc(n))
+        .with_context(|| format!("verify {}", log.dir().display()))?;
+    bar.finish_and_clear();
+    report.log = LogSummary {
+        dir: log.dir().display().to_string(),
+        first_index: check.first.map(|p| p.index),
+        last_index: check.last.map(|p| p.index),
+        entries: check.entries,
+        redacted: check.redacted,
+        payload_bytes: check.payload_bytes,
+        segments: log.segments().len() as u64,
+        head_chain: check.last.map(|p| hex::encode(&p.chain)),
+        head_term: check.last.map(|p| p.term),
+        purged_through: log.purged().map(|p| p.index),
+    };
+    report.phases.push(PhaseTiming::new(
+        "verify",
+        "CRC + chain + payload hashes",
+        check.secs,
+        check.entries,
+        "entries",
+        check.threads,
+    ));
+
+    // 2. events and signatures
+    let bar = progress.phase("events", total);
+    let scan = scan_events(&log, threads, &|n| bar.inc(n))?;
+    bar.finish_and_clear();
+    report.events = EventSummary {
+        entries: scan.entries,
+        events: scan.events,
+        blobs: scan.blobs,
+        kinds: scan
+            .kinds
+            .iter()
+            .map(|(k, n)| ((*k).to_string(), *n))
+            .collect(),
+    };
+    report.signatures = SignatureSummary {
+        checked: scan.signatures_checked,
+        bad: scan.signatures_bad,
+        bad_listed: scan.bad.clone(),
+    };
+    report.phases.push(PhaseTiming::new(
+        "events",
+        "decode, count kinds, check signatures",
+        scan.secs,
+        scan.entries,
+        "entries",
+        scan.threads + 1,
+    ));
+
+    // 3 and 4. rebuild through the live applied index, compare
+    report.projections = ProjectionSummary {
+        store: live.path().display().to_string(),
+        live_applied: live_applied.map(|(index, term)| Applied { index, term }),
+        ..ProjectionSummary::default()
+    };
+    let last = check.last.map(|p| p.index);
+    let plan = match live_applied {
+        None => Plan::Empty,
+        Some(_) if log.purged().is_some() => Plan::Incomplete(format!(
+            "the log was purged through index {} and a rebuild needs every entry from the \
+             first; audit a node that kept its whole log",
+            log.purged().map_or(0, |p| p.index)
+        )),
+        Some((index, _)) if last.is_none_or(|l| l < index) => Plan::Ahead,
+        Some((index, _)) => Plan::Through(index),
+    };
+    match plan {
+        Plan::Incomplete(note) => report.projections.note = Some(note),
+        Plan::Ahead => {
+            // The store holds state its own log cannot produce: nothing to rebuild, and the
+            // applied indexes differ (a mismatch).
+            report.projections.rebuilt_applied = check.last.map(|p| Applied {
+                index: p.index,
+                term: p.term,
+            });
+        }
+        Plan::Empty | Plan::Through(_) => {
+            let scratch =
+                crate::bench::scratch_dir(opts.scratch_parent.as_deref(), "hearth-audit-")?;
+            let store_dir = scratch.path().join("store");
+            let rebuilt = match plan {
+                Plan::Through(index) => {
+                    let todo = index.saturating_sub(log.first_index().unwrap_or(index)) + 1;
+                    let bar = progress.phase("rebuild", todo);
+                    let r = rebuild(
+                        &log,
+                        &store_dir,
+                        crate::node::node_projections(),
+                        Until::Index(index),
+                        Verification::Crc,
+                        &|n| bar.inc(n),
+                    )?;
+                    bar.finish_and_clear();
+                    report.projections.rebuilt_applied = r.last.map(|p| Applied {
+                        index: p.index,
+                        term: p.term,
+                    });
+                    report.projections.rebuilt_chain = r.last.map(|p| hex::encode(&p.chain));
+                    r
+                }
+                // Nothing applied live: compare with an empty store.
+                _ => Rebuilt {
+                    store: ProjectionStore::rebuild(
+                        &store_dir,
+                        crate::node::node_projections(),
+                        std::iter::empty(),
+                    )?,
+                    entries: 0,
+                    events: 0,
+                    last: None,
+                    log_time_ms: 0,
+                    secs: 0.0,
+                },
+            };
+            report.phases.push(PhaseTiming::new(
+                "rebuild",
+                &format!("refold {} entries into a scratch store", rebuilt.entries),
+                rebuilt.secs,
+                rebuilt.events,
+                "events",
+                2,
+            ));
+            let start = Instant::now();
+            let (_, live_digests) = live.digests_with_applied()?;
+            let rebuilt_digests = rebuilt.store.digests()?;
+            report.projections.tables =
+                compare::compare(&live_digests, &live, &rebuilt_digests, &rebuilt.store)?;
+            report.phases.push(PhaseTiming::new(
+                "compare",
+                "digest both stores, find first differences",
+                start.elapsed().as_secs_f64(),
+                report.projections.tables.len() as u64,
+                "tables",
+                1,
+            ));
+            drop(rebuilt);
+            scratch
+                .close()
+                .context("remove the audit's scratch directory")?;
+        }
+    }
+    report.conclude();
+    Ok(report)
+}

@@ -1,0 +1,35 @@
+//! The audit (`hearth audit`) and point-in-time replay (`hearth replay`): proving from the log
+//! alone that a stopped node's state is what its log says.
+//!
+//! ```text
+//! OfflineDir (shared locks, read-only log + store)
+//!   1 verify   CRC + chain + payload hashes, index range split over the cores
+//!   2 events   decode every entry: kinds, ManifestBook, ed25519 checks on worker threads
+//!   3 rebuild  reader thread → CommittedEntry chunks → ProjectionStore::rebuild (scratch dir)
+//!   4 compare  digests; first differing key by merging two sorted scans
+//! → AuditReport (text or JSON) and its exit code
+//! ```
+//!
+//! Replay is phase 3 alone, up to an index or a log time, into a directory laid out like a
+//! node's so the read-only CLI can query it.
+//!
+//! What it is **not**: an online audit of a running node (that needs a consistent snapshot of
+//! a live store, `POST /v1/admin/audit`, not built yet), and not a repair tool — it changes
+//! nothing and only reports. Memory stays bounded: entries stream, the only per-blob state is
+//! the [`manifest_book::ManifestBook`].
+
+pub mod auditor;
+pub mod compare;
+pub mod events;
+pub mod manifest_book;
+pub mod offline;
+pub mod progress;
+pub mod rebuild;
+pub mod replay;
+pub mod report;
+pub mod verify;
+
+pub use auditor::{audit, AuditOptions};
+pub use offline::OfflineDir;
+pub use progress::Progress;
+pub use report::AuditReport;
