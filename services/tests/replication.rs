@@ -290,5 +290,33 @@ async fn blobs_spread_survive_a_lost_member_and_are_repaired_after_its_removal()
             }
         }
     }
+
+    // Reputation and the peer list survive a restart: stop a survivor, restart it (on new
+    // ports), and it still knows who served bad data, reconnects, and reads every blob.
+    let again = (0..urls.len())
+        .find(|&i| i != victim && i != rotten)
+        .expect("a third member");
+    let mut nodes = nodes;
+    let data_dir = dir.path().join(format!("n{again}"));
+    wait_for("the peer list to be saved", CONVERGE, || async {
+        let text = std::fs::read_to_string(data_dir.join("peers.json")).ok()?;
+        text.contains(&bad_peer).then_some(())
+    })
+    .await;
+    let status = common::sigterm_and_wait(&mut nodes[again].child);
+    assert!(status.success(), "{status:?}");
+    nodes[again] = common::start_serve_with(&data_dir, &[]);
+    let url = nodes[again].http_url();
+    let table: PeersReply = wait_for("the restarted node's peer table", CONVERGE, || async {
+        get(&c, &format!("{url}/v1/peers")).await
+    })
+    .await;
+    assert!(
+        table.peers.iter().any(|p| p.peer_id == bad_peer && p.bad_data >= 1),
+        "{table:?}"
+    );
+    for (reply, data) in replies.iter().zip(&blobs) {
+        read_back(&c, &url, reply, data).await;
+    }
     drop(nodes);
 }

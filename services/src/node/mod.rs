@@ -29,6 +29,7 @@ pub mod cluster_read;
 mod error;
 pub mod forward;
 pub mod network;
+pub mod peer_list;
 pub mod peers;
 mod redactor;
 pub mod replicator;
@@ -376,6 +377,11 @@ impl Node {
             node.inner.shards.clone(),
         );
         node.inner.tasks.lock().extend([batch_task, repair_task]);
+        // Known peers first, best first, in parallel: before the membership redial.
+        let known = node.reconnect_known_peers().await;
+        if known > 0 {
+            tracing::info!(peers = known, "reconnecting to the saved peers");
+        }
 
         if how == "founded" {
             let members = BTreeMap::from([(cluster.node_id, me)]);
@@ -391,6 +397,7 @@ impl Node {
         let (observer, observations) = tokio::sync::mpsc::channel(1024);
         node.inner.net.set_observer(observer).await?;
         node.spawn(peers::peer_watcher(node.clone(), observations));
+        node.spawn(peer_list::peer_list_saver(node.clone()));
         if let Some(reply) = joined {
             if !node.inner.settings.learner {
                 node.spawn(promote_self(node.clone(), reply));

@@ -77,14 +77,26 @@ pub fn place(
     if eligible.is_empty() {
         return Err(PlacementError::NoRoom(shard_size));
     }
-    let cap = n.div_ceil(eligible.len());
-    let mut load = vec![0usize; eligible.len()];
+    // Balanced: every load is floor(n / N) or ceil(n / N), and only n mod N members (all of
+    // them when N divides n) get the larger one.
+    let members = eligible.len();
+    let cap = n.div_ceil(members);
+    let max_full = match n % members {
+        0 => members,
+        r => r,
+    };
+    let mut load = vec![0usize; members];
+    let mut full = 0usize;
+    let can_take = |load: &[usize], full: usize, i: usize| {
+        load[i] + 1 < cap || (load[i] + 1 == cap && full < max_full)
+    };
     let mut holders: Vec<Option<usize>> = vec![None; n];
-    // Keep current holders that are still eligible, up to the cap.
+    // Keep current holders that are still eligible, within the balance.
     for (shard, holder) in current.iter().enumerate().take(n) {
         if let Some(i) = eligible.iter().position(|c| &c.peer == holder) {
-            if load[i] < cap {
+            if can_take(&load, full, i) {
                 load[i] += 1;
+                full += usize::from(load[i] == cap);
                 holders[shard] = Some(i);
             }
         }
@@ -93,17 +105,18 @@ pub fn place(
         if slot.is_some() {
             continue;
         }
-        let best = (0..eligible.len())
-            .filter(|&i| load[i] < cap)
+        let best = (0..members)
+            .filter(|&i| can_take(&load, full, i))
             .max_by(|&a, &b| {
                 let wa = weight(blob, shard as u32, eligible[a]);
                 let wb = weight(blob, shard as u32, eligible[b]);
                 wa.total_cmp(&wb)
                     .then_with(|| eligible[b].peer.cmp(&eligible[a].peer))
             });
-        // The cap times the member count is at least n, so a member under the cap exists.
+        // The balanced loads add up to at least n, so a member with room exists.
         if let Some(i) = best {
             load[i] += 1;
+            full += usize::from(load[i] == cap);
             *slot = Some(i);
         }
     }
