@@ -312,7 +312,10 @@ async fn blobs_spread_survive_a_lost_member_and_are_repaired_after_its_removal()
     })
     .await;
     assert!(
-        table.peers.iter().any(|p| p.peer_id == bad_peer && p.bad_data >= 1),
+        table
+            .peers
+            .iter()
+            .any(|p| p.peer_id == bad_peer && p.bad_data >= 1),
         "{table:?}"
     );
     for (reply, data) in replies.iter().zip(&blobs) {

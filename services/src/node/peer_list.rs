@@ -59,7 +59,11 @@ pub fn load(data: &Path) -> Result<Option<PeerList>, String> {
     let list: PeerList =
         serde_json::from_str(&text).map_err(|e| format!("{}: {e}", p.display()))?;
     if list.version != VERSION {
-        return Err(format!("{}: version {}, expected {VERSION}", p.display(), list.version));
+        return Err(format!(
+            "{}: version {}, expected {VERSION}",
+            p.display(),
+            list.version
+        ));
     }
     Ok(Some(list))
 }
