@@ -443,11 +443,10 @@ fn accept(ctx: &ApplyCtx, e: &BlobAccepted, tx: &mut dyn StateTx) -> Verdict {
             }
             record.inline_data = Some(data.to_vec());
             record.inline_events.push(here);
-            // In the committed entry, so on a majority of the members' logs already.
+            // In the committed entry, so on a majority of the members' logs already; and every
+            // member checks the bytes against the hash as it applies this entry, so there is
+            // no separate verification (an inline blob stays at `durable`).
             record.durable_log_time_ms = ctx.log_time_ms.max(1);
-            if record.verified_log_time_ms == 0 {
-                tx.put(&BlobIndexProjection::verify_key(hash), &[]);
-            }
         }
         None => {
             let erasure = e
