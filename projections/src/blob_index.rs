@@ -167,6 +167,13 @@ impl BlobRecord {
         u64::from(self.data_shards) + u64::from(self.parity_shards)
     }
 
+    /// The manifest's hash of shard `shard` (empty when out of range).
+    pub fn shard_hash(&self, shard: u32) -> &[u8] {
+        self.shard_hashes
+            .get(shard as usize)
+            .map_or(&[][..], Vec::as_slice)
+    }
+
     /// The acknowledgement tier reached: `"accepted"`, `"durable"` or `"verified"` (durable
     /// and signed by a node other than the writer).
     pub fn tier(&self) -> &'static str {

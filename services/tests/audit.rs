@@ -15,9 +15,8 @@ use hearth_services::node::api::WriteReply;
 use hearth_services::paths::{log_dir, projection_store_dir};
 use prost::Message as _;
 use serde_json::Value;
-use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::Output;
 use std::time::{Duration, Instant, SystemTime};
 
 /// Longest a command may take.
@@ -25,47 +24,7 @@ const LIMIT: Duration = Duration::from_secs(60);
 
 /// Run `hearth ARGS` with no `HEARTH_*` variables, killing it after [`LIMIT`].
 fn hearth(args: &[&str]) -> Output {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_hearth"));
-    cmd.args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    for (k, _) in std::env::vars_os() {
-        if k.to_string_lossy().starts_with("HEARTH_") {
-            cmd.env_remove(k);
-        }
-    }
-    cmd.env_remove("RUST_LOG");
-    let mut child = cmd.spawn().expect("spawn hearth");
-    let mut out = child.stdout.take().expect("stdout");
-    let mut err = child.stderr.take().expect("stderr");
-    let out_t = std::thread::spawn(move || {
-        let mut v = Vec::new();
-        let _ = out.read_to_end(&mut v);
-        v
-    });
-    let err_t = std::thread::spawn(move || {
-        let mut v = Vec::new();
-        let _ = err.read_to_end(&mut v);
-        v
-    });
-    let deadline = Instant::now() + LIMIT;
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("wait") {
-            break status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("hearth {args:?} did not finish within {LIMIT:?}");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    Output {
-        status,
-        stdout: out_t.join().expect("stdout thread"),
-        stderr: err_t.join().expect("stderr thread"),
-    }
+    common::run_hearth(args, LIMIT)
 }
 
 fn text(b: &[u8]) -> String {

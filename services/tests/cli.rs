@@ -3,58 +3,18 @@
 //! entries through `hearth_raft::codec`). Every child is killed after a
 //! deadline so a hang fails the test instead of stalling the suite.
 
+mod common;
+
 use hearth_log::{Entry, Log, LogOptions};
 use hearth_services::paths::log_dir;
 use prost::Message as _;
-use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Output;
+use std::time::Duration;
 
 /// Run `hearth ARGS`, killing it after `limit`.
 fn hearth(args: &[&str], limit: Duration) -> Output {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_hearth"));
-    cmd.args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    // The caller's environment must not change what the flags say.
-    for (k, _) in std::env::vars_os() {
-        if k.to_string_lossy().starts_with("HEARTH_") {
-            cmd.env_remove(k);
-        }
-    }
-    cmd.env_remove("RUST_LOG");
-    let mut child = cmd.spawn().expect("spawn hearth");
-    let mut out = child.stdout.take().expect("stdout");
-    let mut err = child.stderr.take().expect("stderr");
-    let out_t = std::thread::spawn(move || {
-        let mut v = Vec::new();
-        let _ = out.read_to_end(&mut v);
-        v
-    });
-    let err_t = std::thread::spawn(move || {
-        let mut v = Vec::new();
-        let _ = err.read_to_end(&mut v);
-        v
-    });
-    let deadline = Instant::now() + limit;
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("wait") {
-            break status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("hearth {args:?} did not finish within {limit:?}");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    Output {
-        status,
-        stdout: out_t.join().expect("stdout thread"),
-        stderr: err_t.join().expect("stderr thread"),
-    }
+    common::run_hearth(args, limit)
 }
 
 fn text(b: &[u8]) -> String {

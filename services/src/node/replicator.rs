@@ -41,12 +41,15 @@ type Holders = Vec<(u32, Vec<u8>, HolderRecord)>;
 impl Node {
     /// The blobs on the replication work list (unsettled), in hash order.
     pub fn replication_queue(&self) -> Result<Vec<[u8; 32]>, NodeError> {
+        self.blob_work_list(BlobIndexProjection::WORK_PREFIX)
+    }
+
+    /// The blob hashes of one of the blob index's work lists (`prefix` ‖ hash keys).
+    pub(super) fn blob_work_list(&self, prefix: &[u8]) -> Result<Vec<[u8; 32]>, NodeError> {
         let rows = self
             .inner
             .sm
-            .with_store(|s| {
-                s.scan_prefix(BlobIndexProjection::NAME, BlobIndexProjection::WORK_PREFIX)
-            })?
+            .with_store(|s| s.scan_prefix(BlobIndexProjection::NAME, prefix))?
             .map_err(|e| NodeError::Blob(format!("reading the blob index: {e}")))?;
         Ok(rows
             .into_iter()
@@ -200,11 +203,7 @@ impl Node {
             if *holder != me || record.confirmed || record.placement_epoch != blob.placement_epoch {
                 continue;
             }
-            let expected = blob
-                .shard_hashes
-                .get(*shard as usize)
-                .cloned()
-                .unwrap_or_default();
+            let expected = blob.shard_hash(*shard).to_vec();
             match self
                 .obtain_shard(hash, blob, holders, *shard, &expected, record.shard_size)
                 .await

@@ -47,11 +47,7 @@ impl Node {
                 if *holder != me || !record.confirmed {
                     continue;
                 }
-                let expected = blob
-                    .shard_hashes
-                    .get(*shard as usize)
-                    .cloned()
-                    .unwrap_or_default();
+                let expected = blob.shard_hash(*shard).to_vec();
                 let path = self.shards().shard_path(&hash, *shard);
                 let size = record.shard_size;
                 // Hash in steps, sleeping to keep the rate.

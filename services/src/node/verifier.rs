@@ -34,20 +34,7 @@ pub const TAKE_OVER_AFTER: Duration = Duration::from_secs(30);
 impl Node {
     /// The blobs on the verification work list, in hash order.
     pub fn verification_queue(&self) -> Result<Vec<[u8; 32]>, NodeError> {
-        let rows = self
-            .inner
-            .sm
-            .with_store(|s| {
-                s.scan_prefix(
-                    BlobIndexProjection::NAME,
-                    BlobIndexProjection::VERIFY_PREFIX,
-                )
-            })?
-            .map_err(|e| NodeError::Blob(format!("reading the blob index: {e}")))?;
-        Ok(rows
-            .into_iter()
-            .filter_map(|(k, _)| k.get(1..).and_then(|h| <[u8; 32]>::try_from(h).ok()))
-            .collect())
+        self.blob_work_list(BlobIndexProjection::VERIFY_PREFIX)
     }
 
     /// One pass: verifies the blobs this node should; returns how many it signed.

@@ -4,8 +4,9 @@
 
 pub mod cluster;
 
+use std::io::Read;
 use std::path::Path;
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::sync::mpsc::Receiver;
 use std::time::{Duration, Instant};
 
@@ -118,5 +119,52 @@ pub fn sigterm_and_wait(child: &mut Guard) -> ExitStatus {
         }
         assert!(start.elapsed() < LIMIT, "serve did not stop");
         std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Runs `hearth ARGS` to completion with no `HEARTH_*` or `RUST_LOG` variables, killing it
+/// (and failing the test) after `limit`; stdout and stderr are collected.
+pub fn run_hearth(args: &[&str], limit: Duration) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_hearth"));
+    cmd.args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    // The caller's environment must not change what the flags say.
+    for (k, _) in std::env::vars_os() {
+        if k.to_string_lossy().starts_with("HEARTH_") {
+            cmd.env_remove(k);
+        }
+    }
+    cmd.env_remove("RUST_LOG");
+    let mut child = cmd.spawn().expect("spawn hearth");
+    let mut out = child.stdout.take().expect("stdout");
+    let mut err = child.stderr.take().expect("stderr");
+    let out_t = std::thread::spawn(move || {
+        let mut v = Vec::new();
+        let _ = out.read_to_end(&mut v);
+        v
+    });
+    let err_t = std::thread::spawn(move || {
+        let mut v = Vec::new();
+        let _ = err.read_to_end(&mut v);
+        v
+    });
+    let deadline = Instant::now() + limit;
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("hearth {args:?} did not finish within {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    Output {
+        status,
+        stdout: out_t.join().expect("stdout thread"),
+        stderr: err_t.join().expect("stderr thread"),
     }
 }
