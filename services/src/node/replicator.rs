@@ -17,6 +17,7 @@
 //!    (`ShardReleased`) and then its file removed. The leader records the copies of members
 //!    that left the cluster as released too (nobody else can).
 //!
+//! The worker runs when raft applies something (and at least every [`REPLICATE_EVERY`]).
 //! Memory: one transfer piece (4 MiB) or one stripe per shard in flight per blob.
 
 use super::{Node, NodeError};
@@ -401,8 +402,15 @@ pub fn manifest_of(hash: &[u8; 32], blob: &BlobRecord) -> Result<Manifest, NodeE
 /// placements whenever the voters change.
 pub(super) async fn replicator(node: Node) {
     let mut checked: Option<Vec<Vec<u8>>> = None;
+    let mut metrics = node.raft().metrics();
     loop {
-        tokio::time::sleep(REPLICATE_EVERY).await;
+        // Woken by anything raft applies (a new blob, a placement, a confirmation), or by the
+        // interval; a short pause lets a burst of entries land first.
+        tokio::select! {
+            changed = metrics.changed() => if changed.is_err() { return },
+            _ = tokio::time::sleep(REPLICATE_EVERY) => {}
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
         // The leader re-checks every placement when the voters change (or it just took over).
         let now = node.is_leader().then(|| node.voter_peers());
         if now.is_some() && now != checked && node.ready().is_ok() {
