@@ -888,6 +888,11 @@ impl Node {
         for t in self.inner.tasks.lock().drain(..) {
             t.abort();
         }
+        // The latest view of the peers, for the next start's reconnect.
+        let node = self.clone();
+        if let Ok(Err(e)) = tokio::task::spawn_blocking(move || node.save_peer_list()).await {
+            tracing::warn!(error = %e, "saving the peer list");
+        }
         let _ = self.inner.raft.shutdown().await;
         let _ = self.inner.net.shutdown().await;
         self.inner.sm.flush()?;

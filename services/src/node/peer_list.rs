@@ -1,7 +1,7 @@
 //! The persisted peer list, `DATA/peers.json`: where this node last saw its peers and how they
 //! scored, so a restarted node reconnects to the best of them first — in parallel, before
 //! anything else — instead of waiting for raft to name them. Written every
-//! [`SAVE_EVERY`] (temp file, fsync, rename, directory fsync); peers unseen for
+//! [`SAVE_EVERY`] and at a clean shutdown (temp file, fsync, rename, directory fsync); peers unseen for
 //! [`FORGET_AFTER`] drop out of it (not out of the log). A missing list is normal on a new
 //! node; a corrupt one is ignored with a warning and the node falls back to its configured
 //! addresses (the raft membership and `--join`).
