@@ -40,17 +40,38 @@ pub struct Difference {
     pub rebuilt: Option<String>,
     /// The rebuilt value's length in bytes.
     pub rebuilt_len: Option<usize>,
+    /// Byte offset in both values where the shown bytes start: 0, unless the values first
+    /// differ beyond [`MAX_SHOWN_BYTES`] (then the window starts shortly before that byte, so
+    /// the difference is always in view).
+    pub shown_from: usize,
 }
 
 impl Difference {
     fn new(key: &[u8], live: Option<&[u8]>, rebuilt: Option<&[u8]>) -> Self {
-        let shown = |v: &[u8]| hex::encode(&v[..v.len().min(MAX_SHOWN_BYTES)]);
+        let first_diff = match (live, rebuilt) {
+            (Some(a), Some(b)) => a
+                .iter()
+                .zip(b)
+                .position(|(x, y)| x != y)
+                .unwrap_or(a.len().min(b.len())),
+            _ => 0,
+        };
+        let from = if first_diff < MAX_SHOWN_BYTES {
+            0
+        } else {
+            first_diff - first_diff % 32
+        };
+        let shown = |v: &[u8]| {
+            let start = from.min(v.len());
+            hex::encode(&v[start..v.len().min(start + MAX_SHOWN_BYTES)])
+        };
         Difference {
             key: hex::encode(key),
             live: live.map(shown),
             live_len: live.map(<[u8]>::len),
             rebuilt: rebuilt.map(shown),
             rebuilt_len: rebuilt.map(<[u8]>::len),
+            shown_from: from,
         }
     }
 }
@@ -182,5 +203,23 @@ mod tests {
         assert_eq!(d.live_len, Some(long.len()));
         assert_eq!(d.live.map(|h| h.len()), Some(2 * MAX_SHOWN_BYTES));
         assert_eq!(d.rebuilt_len, None);
+        assert_eq!(d.shown_from, 0);
+    }
+
+    #[test]
+    fn a_difference_beyond_the_first_bytes_is_shown() {
+        let old = vec![0x11u8; 600];
+        let mut new = old.clone();
+        new[400] = 0x22;
+        let pairs = |v: &Vec<u8>| -> Pairs<'_, std::convert::Infallible> {
+            Box::new(vec![Ok((Box::from(&b"k"[..]), v.clone().into_boxed_slice()))].into_iter())
+        };
+        let d = match first_difference(pairs(&new), pairs(&old)) {
+            Ok(d) => d.expect("differs"),
+            Err(never) => match never {},
+        };
+        assert_eq!(d.shown_from, 384);
+        assert_ne!(d.live, d.rebuilt, "the differing byte is in view");
+        assert_eq!(d.live.map(|h| h.len()), Some(2 * (600 - 384)));
     }
 }

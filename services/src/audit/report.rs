@@ -279,6 +279,9 @@ impl AuditReport {
                     _ => "(absent)".to_string(),
                 };
                 writeln!(out, "    first differing key {}", d.key)?;
+                if d.shown_from > 0 {
+                    writeln!(out, "      (values shown from byte {})", d.shown_from)?;
+                }
                 writeln!(out, "      live    {}", show(&d.live, d.live_len))?;
                 writeln!(out, "      rebuilt {}", show(&d.rebuilt, d.rebuilt_len))?;
             }
@@ -333,6 +336,7 @@ mod tests {
                 live_len: Some(1),
                 rebuilt: None,
                 rebuilt_len: None,
+                shown_from: 0,
             }),
         }
     }
