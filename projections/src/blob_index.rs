@@ -145,6 +145,16 @@ pub struct BlobRecord {
     pub verifications: u32,
 }
 
+/// The acknowledgement tiers, lowest first.
+pub const TIERS: [&str; 3] = ["accepted", "durable", "verified"];
+
+/// Whether tier `tier` is at or above `wanted` (in [`TIERS`] order; an unknown name ranks
+/// above every tier).
+pub fn tier_reached(tier: &str, wanted: &str) -> bool {
+    let rank = |t: &str| TIERS.iter().position(|x| *x == t).unwrap_or(TIERS.len());
+    rank(tier) >= rank(wanted)
+}
+
 /// Where an event sits in the log: `(index, position)`. Field tags are forever.
 #[derive(Clone, Copy, PartialEq, Eq, Message)]
 pub struct EventRef {
@@ -186,12 +196,7 @@ impl BlobRecord {
 
     /// Whether the blob reached `tier` (`accepted` < `durable` < `verified`).
     pub fn reached(&self, tier: &str) -> bool {
-        let rank = |t: &str| match t {
-            "accepted" => 0,
-            "durable" => 1,
-            _ => 2,
-        };
-        rank(self.tier()) >= rank(tier)
+        tier_reached(self.tier(), tier)
     }
 
     /// The manifest a verifier signs, as the `BlobAccepted` that carried it (without the inline

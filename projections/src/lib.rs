@@ -63,7 +63,9 @@ mod peers;
 mod projection;
 mod store;
 
-pub use blob_index::{BlobIndexProjection, BlobRecord, EventRef, HolderRecord};
+pub use blob_index::{
+    tier_reached, BlobIndexProjection, BlobRecord, EventRef, HolderRecord, TIERS,
+};
 pub use counts::CountsProjection;
 pub use digest::{Digester, Digests};
 pub use entry::{CommittedEntry, EntryData, Outcome, ProjectionRejection, Rejection};

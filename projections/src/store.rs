@@ -93,16 +93,7 @@ impl ProjectionStore {
         let db = DB::open_cf_descriptors(&db_options(&path)?, &path, descriptors)
             .map_err(db_error(&path, "open"))?;
 
-        let mut tables: Vec<&'static str> = projections.iter().map(|p| p.name()).collect();
-        tables.extend([CF_REQUESTS, CF_REJECTED]);
-        let mut store = Self {
-            path,
-            db,
-            projections,
-            tables,
-            cursor: Mutex::new(Cursor::default()),
-            flush_on_drop: true,
-        };
+        let mut store = Self::assemble(path, db, projections, true);
         let cursor = store.init_meta(&names)?;
         *store
             .cursor
@@ -140,16 +131,7 @@ impl ProjectionStore {
         }
         let db = DB::open_cf_for_read_only(&db_options(&path)?, &path, &cfs, false)
             .map_err(db_error(&path, "open read-only"))?;
-        let mut tables: Vec<&'static str> = projections.iter().map(|p| p.name()).collect();
-        tables.extend([CF_REQUESTS, CF_REJECTED]);
-        let mut store = Self {
-            path,
-            db,
-            projections,
-            tables,
-            cursor: Mutex::new(Cursor::default()),
-            flush_on_drop: false,
-        };
+        let mut store = Self::assemble(path, db, projections, false);
         let (version, cursor) = store.read_meta()?;
         if version.is_none() {
             return Err(store.corrupt("no format version"));
@@ -170,6 +152,25 @@ impl ProjectionStore {
             .get_mut()
             .unwrap_or_else(PoisonError::into_inner) = cursor;
         Ok(store)
+    }
+
+    /// A store on an opened `db`: the digested tables are the projections', then the runtime's.
+    fn assemble(
+        path: PathBuf,
+        db: DB,
+        projections: Vec<Arc<dyn Projection>>,
+        flush_on_drop: bool,
+    ) -> Self {
+        let mut tables: Vec<&'static str> = projections.iter().map(|p| p.name()).collect();
+        tables.extend([CF_REQUESTS, CF_REJECTED]);
+        Self {
+            path,
+            db,
+            projections,
+            tables,
+            cursor: Mutex::new(Cursor::default()),
+            flush_on_drop,
+        }
     }
 
     /// Reads and checks the format version (`None`: a fresh store) and the cursor.

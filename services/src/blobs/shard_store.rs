@@ -259,6 +259,26 @@ impl ShardStore {
         Ok(Some((buf, size)))
     }
 
+    /// blake3 and length of shard `index` of blob `hash`, read in a stream (memory: one
+    /// buffer, whatever the shard's size); `None` when the file is missing.
+    pub fn shard_digest(
+        &self,
+        hash: &[u8; 32],
+        index: u32,
+    ) -> Result<Option<([u8; 32], u64)>, ShardError> {
+        let path = self.shard_path(hash, index);
+        let f = match File::open(&path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(io_err("open", &path)(e)),
+        };
+        let mut hasher = blake3::Hasher::new();
+        hasher
+            .update_reader(io::BufReader::with_capacity(WRITE_BUFFER, f))
+            .map_err(io_err("read", &path))?;
+        Ok(Some((*hasher.finalize().as_bytes(), hasher.count())))
+    }
+
     /// The shard indexes this node has files for, of blob `hash` (none when it has no
     /// directory for it).
     pub fn held_shards(&self, hash: &[u8; 32]) -> Vec<u32> {

@@ -30,7 +30,11 @@ pub struct PutArgs {
     /// The file to store.
     file: PathBuf,
     /// Wait until the blob reaches this tier (or the timeout), then report the tier reached.
-    #[arg(long, value_parser = ["accepted", "durable", "verified"], default_value = "accepted")]
+    #[arg(
+        long,
+        value_parser = clap::builder::PossibleValuesParser::new(hearth_projections::TIERS),
+        default_value = "accepted"
+    )]
     wait: String,
     /// How long --wait may take (e.g. 30s, 5m; at most 10m).
     #[arg(long, default_value = "30s")]
@@ -103,6 +107,19 @@ async fn failure(resp: reqwest::Response, what: &str) -> anyhow::Error {
     anyhow::anyhow!("{what}: {status}: {}", ErrorBody::message_of(&text))
 }
 
+/// The JSON answer of a successful response; otherwise the server's error as one line.
+async fn answer<T: serde::de::DeserializeOwned>(
+    resp: reqwest::Response,
+    what: &str,
+) -> anyhow::Result<T> {
+    if !resp.status().is_success() {
+        return Err(failure(resp, what).await);
+    }
+    resp.json::<T>()
+        .await
+        .with_context(|| format!("{what}: unreadable answer"))
+}
+
 /// `hearth put FILE`.
 pub fn put(args: &PutArgs, out: &mut dyn Write) -> anyhow::Result<()> {
     let path = &args.file;
@@ -151,12 +168,7 @@ pub fn put(args: &PutArgs, out: &mut dyn Write) -> anyhow::Result<()> {
         }
         let resp = req.send().await.with_context(|| format!("PUT {url}"))?;
         let _ = reader.await;
-        if !resp.status().is_success() {
-            return Err(failure(resp, "put").await);
-        }
-        resp.json::<BlobReply>()
-            .await
-            .context("put: unreadable answer")
+        answer(resp, "put").await
     })?;
     bar.finish_and_clear();
     let code = match reply.k {
@@ -172,7 +184,7 @@ pub fn put(args: &PutArgs, out: &mut dyn Write) -> anyhow::Result<()> {
         reply.index
     )?;
     writeln!(out, "{}", reply.hash)?;
-    if !tier_reached(&reply.tier, &args.wait) {
+    if !hearth_projections::tier_reached(&reply.tier, &args.wait) {
         anyhow::bail!(
             "the blob is stored ({}) but reached only the {} tier within {}, not {}",
             reply.hash,
@@ -182,16 +194,6 @@ pub fn put(args: &PutArgs, out: &mut dyn Write) -> anyhow::Result<()> {
         );
     }
     Ok(())
-}
-
-/// Whether `tier` is at or above `wanted` (accepted < durable < verified).
-fn tier_reached(tier: &str, wanted: &str) -> bool {
-    let rank = |t: &str| {
-        ["accepted", "durable", "verified"]
-            .iter()
-            .position(|x| *x == t)
-    };
-    rank(tier) >= rank(wanted)
 }
 
 /// `hearth get HASH`.
@@ -253,12 +255,7 @@ pub fn status(args: &StatusArgs, out: &mut dyn Write) -> anyhow::Result<()> {
             .send()
             .await
             .with_context(|| format!("GET {url}"))?;
-        if !resp.status().is_success() {
-            return Err(failure(resp, "status").await);
-        }
-        resp.json::<BlobStatus>()
-            .await
-            .context("status: unreadable answer")
+        answer(resp, "status").await
     })?;
     if args.json {
         serde_json::to_writer_pretty(&mut *out, &st)?;
@@ -326,12 +323,7 @@ pub fn rm(args: &RmArgs, out: &mut dyn Write) -> anyhow::Result<()> {
             req = req.bearer_auth(t);
         }
         let resp = req.send().await.with_context(|| format!("DELETE {url}"))?;
-        if !resp.status().is_success() {
-            return Err(failure(resp, "rm").await);
-        }
-        resp.json::<DeleteReply>()
-            .await
-            .context("rm: unreadable answer")
+        answer(resp, "rm").await
     })?;
     writeln!(out, "deleted {} at log index {}", reply.hash, reply.index)?;
     Ok(())

@@ -86,16 +86,15 @@ const MAX_WAIT: Duration = Duration::from_secs(600);
 
 /// The tier and bound a PUT waits for (400 on anything else).
 fn parse_wait(q: &PutQuery) -> Result<(&'static str, Duration), ApiError> {
-    let tier = match q.wait.as_deref() {
-        None | Some("accepted") => "accepted",
-        Some("durable") => "durable",
-        Some("verified") => "verified",
-        Some(other) => {
-            return Err(ApiError::bad_request(format!(
-                "wait={other:?}: expected accepted, durable or verified"
-            )))
-        }
-    };
+    let wanted = q.wait.as_deref().unwrap_or("accepted");
+    let tier = *hearth_projections::TIERS
+        .iter()
+        .find(|t| **t == wanted)
+        .ok_or_else(|| {
+            ApiError::bad_request(format!(
+                "wait={wanted:?}: expected accepted, durable or verified"
+            ))
+        })?;
     let timeout = match q.timeout.as_deref() {
         None => DEFAULT_WAIT,
         Some(t) => humantime::parse_duration(t)
@@ -756,13 +755,11 @@ pub(super) async fn blob_status(
         expected
             .iter()
             .zip(0u32..)
-            .map(
-                |(want, i)| match std::fs::read(store.shard_path(&hash, i)) {
-                    Ok(bytes) if blake3::hash(&bytes).as_bytes()[..] == want[..] => "intact",
-                    Ok(_) => "corrupt",
-                    Err(_) => "missing",
-                },
-            )
+            .map(|(want, i)| match store.shard_digest(&hash, i) {
+                Ok(Some((h, _))) if h[..] == want[..] => "intact",
+                Ok(Some(_)) => "corrupt",
+                _ => "missing",
+            })
             .map(String::from)
             .collect::<Vec<_>>()
     })

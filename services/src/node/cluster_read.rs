@@ -98,38 +98,25 @@ impl ShardSources {
             let Ok(peer) = PeerId::from_bytes(holder) else {
                 continue;
             };
-            let mut out = Vec::with_capacity(len as usize);
-            let mut at = offset;
             let started = std::time::Instant::now();
-            let result: Result<(), String> = async {
-                while at < offset + len {
-                    let n = (offset + len - at).min(u64::from(crate::replication::wire::MAX_FETCH));
-                    let part = transfer::fetch_range(
-                        self.node.net(),
-                        self.node.cluster_id(),
-                        peer,
-                        hash,
-                        shard,
-                        at,
-                        n as u32,
-                    )
-                    .await
-                    .map_err(|e| e.to_string())?;
-                    out.extend_from_slice(&part);
-                    at += n;
-                }
-                Ok(())
-            }
+            let result = transfer::fetch_span(
+                self.node.net(),
+                self.node.cluster_id(),
+                peer,
+                hash,
+                shard,
+                offset..offset + len,
+            )
             .await;
             match result {
-                Ok(()) => {
+                Ok(out) => {
                     let micros = started.elapsed().as_micros() as u64;
                     self.node.record_transfer(holder, true, len, micros, false);
                     return Ok((out, Some(holder.clone())));
                 }
                 Err(e) => {
                     self.node.record_transfer(holder, false, 0, 0, false);
-                    last = e;
+                    last = e.to_string();
                 }
             }
         }

@@ -166,7 +166,8 @@ const CHANGE_RETRY: Duration = Duration::from_secs(20);
 /// How far behind a learner may be when promoted.
 const PROMOTE_MAX_LAG: u64 = 1000;
 
-fn now_ms() -> u64 {
+/// This node's clock, Unix ms (never inside a projection: there time is log time).
+pub(crate) fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
@@ -587,9 +588,14 @@ impl Node {
             .filter(|h| !h.is_empty())
     }
 
+    /// Whether this node is the leader in `m`.
+    fn leads(&self, m: &openraft::RaftMetrics<NodeId, HearthNode>) -> bool {
+        m.current_leader == Some(self.node_id()) && m.state == ServerState::Leader
+    }
+
     fn require_leader(&self) -> Result<openraft::RaftMetrics<NodeId, HearthNode>, AdminError> {
         let m = self.metrics();
-        if m.current_leader == Some(self.node_id()) && m.state == ServerState::Leader {
+        if self.leads(&m) {
             Ok(m)
         } else if m.current_leader.is_none() {
             Err(AdminError::Unavailable(

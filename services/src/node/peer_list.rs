@@ -72,10 +72,7 @@ impl Node {
     /// The list as it would be saved now: peers seen within [`FORGET_AFTER`] (and members),
     /// best score first, this node left out.
     pub fn peer_list(&self) -> PeerList {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_millis() as u64)
-            .unwrap_or(0);
+        let now = super::now_ms();
         let me = self.peer_id().to_bytes();
         let members = self.member_peers();
         let mut peers: Vec<KnownPeer> = self

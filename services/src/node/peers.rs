@@ -5,7 +5,7 @@
 //! counters; scores are computed when asked ([`hearth_projections::score`]) and used by
 //! placement and by reads (better peers first).
 
-use super::{Node, NodeError};
+use super::{now_ms, Node, NodeError};
 use crate::net::Observation;
 use bytes::Bytes;
 use hearth_projections::{PeerRecord, PeersProjection, Score};
@@ -25,13 +25,6 @@ pub const REPORT_EVERY: Duration = Duration::from_secs(5);
 
 /// Transfer outcomes not yet reported, per peer (PeerId bytes).
 pub type PendingTransfers = parking_lot::Mutex<HashMap<Vec<u8>, TransferOutcome>>;
-
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
-}
 
 impl Node {
     /// Counts a transfer from `peer`: completed (`ok`, with its bytes and duration) or failed;
@@ -89,11 +82,8 @@ impl Node {
 
     /// PeerId bytes of every member (voters and learners).
     pub fn member_peers(&self) -> Vec<Vec<u8>> {
-        let m = self.inner.raft.metrics().borrow().clone();
-        m.membership_config
-            .membership()
-            .nodes()
-            .filter_map(|(_, n)| n.peer_id.parse::<PeerId>().ok())
+        super::member_peers(&self.metrics())
+            .into_iter()
             .map(|p| p.to_bytes())
             .collect()
     }

@@ -60,7 +60,7 @@ impl Node {
 
     /// PeerId bytes of the current voters.
     pub fn voter_peers(&self) -> Vec<Vec<u8>> {
-        let m = self.inner.raft.metrics().borrow().clone();
+        let m = self.metrics();
         let membership = m.membership_config.membership();
         let voters: BTreeSet<u64> = membership.voter_ids().collect();
         membership
@@ -72,8 +72,7 @@ impl Node {
     }
 
     fn is_leader(&self) -> bool {
-        let m = self.inner.raft.metrics().borrow().clone();
-        m.current_leader == Some(self.node_id()) && m.state == openraft::ServerState::Leader
+        self.leads(&self.metrics())
     }
 
     /// One pass over the work list; returns how many steps were taken (events proposed).
@@ -247,13 +246,9 @@ impl Node {
     ) -> Result<(), String> {
         let me = self.peer_id().to_bytes();
         // A copy already here (an earlier fetch whose confirmation was lost): re-hash it.
-        let store = self.shards().clone();
-        let path = store.shard_path(hash, shard);
-        let want = expected.to_vec();
+        let (store, key, want) = (self.shards().clone(), *hash, expected.to_vec());
         let intact = tokio::task::spawn_blocking(move || {
-            std::fs::read(&path)
-                .map(|b| b.len() as u64 == size && blake3::hash(&b).as_bytes().as_slice() == want)
-                .unwrap_or(false)
+            matches!(store.shard_digest(&key, shard), Ok(Some((h, n))) if n == size && h[..] == want[..])
         })
         .await
         .unwrap_or(false);

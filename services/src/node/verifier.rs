@@ -96,10 +96,7 @@ impl Node {
         if chosen.is_some_and(|c| c == me) {
             return true;
         }
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_millis() as u64)
-            .unwrap_or(0);
+        let now = super::now_ms();
         now.saturating_sub(blob.durable_log_time_ms) >= TAKE_OVER_AFTER.as_millis() as u64
     }
 

@@ -152,6 +152,26 @@ pub async fn fetch_range(
     Ok(data.data)
 }
 
+/// Bytes `span` of shard `shard` of blob `hash` from `peer`, fetched in [`MAX_FETCH`] pieces
+/// one after the other, unverified: exactly those bytes or an error.
+pub async fn fetch_span(
+    net: &NetHandle,
+    cluster_id: [u8; 16],
+    peer: PeerId,
+    hash: &[u8; 32],
+    shard: u32,
+    span: std::ops::Range<u64>,
+) -> Result<Vec<u8>, TransferError> {
+    let mut out = Vec::with_capacity(span.end.saturating_sub(span.start) as usize);
+    let mut at = span.start;
+    while at < span.end {
+        let n = (span.end - at).min(u64::from(MAX_FETCH)) as u32;
+        out.extend_from_slice(&fetch_range(net, cluster_id, peer, hash, shard, at, n).await?);
+        at += u64::from(n);
+    }
+    Ok(out)
+}
+
 /// What a whole-shard fetch moved.
 #[derive(Debug, Clone, Copy)]
 pub struct Fetched {
