@@ -243,7 +243,11 @@ async fn blobs_spread_survive_a_lost_member_and_are_repaired_after_its_removal()
         status_of(&c, &urls[0]).await?.leader_peer_id
     })
     .await;
-    let victim = peers.iter().position(|p| *p != leader).expect("a follower");
+    // Not the peer that served bad data either: the restart below checks that it is still
+    // known, and a removed member is no longer a peer to reconnect to.
+    let victim = (0..peers.len())
+        .find(|&i| peers[i] != leader && i != rotten)
+        .expect("a follower");
     sigkill(&nodes[victim]);
     for (u, _) in urls.iter().enumerate().filter(|(i, _)| *i != victim) {
         for (reply, data) in replies.iter().zip(&blobs) {
