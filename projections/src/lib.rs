@@ -52,6 +52,7 @@
 mod blob_index;
 mod counts;
 mod digest;
+mod docs;
 mod engine;
 mod entry;
 mod error;
@@ -68,6 +69,7 @@ pub use blob_index::{
 };
 pub use counts::CountsProjection;
 pub use digest::{Digester, Digests};
+pub use docs::{apply_change, DeviceGrant, DocsProjection, DOC_ID_LEN};
 pub use entry::{CommittedEntry, EntryData, Outcome, ProjectionRejection, Rejection};
 pub use error::{ProjectionError, Result};
 pub use mem::MemState;

@@ -433,6 +433,17 @@ impl ProjectionStore {
         prefix: &[u8],
         from: &[u8],
     ) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        self.scan_prefix_from_limit(table, prefix, from, usize::MAX)
+    }
+
+    /// Like [`scan_prefix_from`](Self::scan_prefix_from), at most `limit` rows (a page).
+    pub fn scan_prefix_from_limit(
+        &self,
+        table: &str,
+        prefix: &[u8],
+        from: &[u8],
+        limit: usize,
+    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
         let cf = self.table_cf(table)?;
         let mut out = Vec::new();
         let from = if from < prefix { prefix } else { from };
@@ -441,7 +452,7 @@ impl ProjectionStore {
             .iterator_cf(cf, IteratorMode::From(from, Direction::Forward))
         {
             let (key, value) = item.map_err(db_error(&self.path, "iterate"))?;
-            if !key.starts_with(prefix) {
+            if !key.starts_with(prefix) || out.len() >= limit {
                 break;
             }
             out.push((key.into_vec(), value.into_vec()));

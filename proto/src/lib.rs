@@ -101,6 +101,8 @@ pub fn event_kind(env: &Envelope) -> &'static str {
         Some(Event::BlobDeleted(_)) => "BlobDeleted",
         Some(Event::ShardReleased(_)) => "ShardReleased",
         Some(Event::TransferOutcome(_)) => "TransferOutcome",
+        Some(Event::DocChanged(_)) => "DocChanged",
+        Some(Event::DevicePaired(_)) => "DevicePaired",
         None => "Unknown",
     }
 }

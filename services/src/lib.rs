@@ -24,6 +24,7 @@ pub mod audit;
 pub mod bench;
 pub mod blobs;
 pub mod cli;
+pub mod docs;
 pub mod fsutil;
 pub mod hex;
 pub mod http;

@@ -50,6 +50,12 @@ enum Command {
     Id(IdArgs),
     /// The cluster's peers, best reputation first, each score with its explanation.
     Peers(cli::peers::PeersArgs),
+    /// Documents (Automerge, offline-first): create, get, put JSON, list.
+    #[command(subcommand)]
+    Doc(cli::doc::DocCommand),
+    /// Devices outside the cluster that may sync documents: pair, show.
+    #[command(subcommand)]
+    Device(cli::doc::DeviceCommand),
     /// Offline: verify a stopped node's log and signatures, rebuild its projections from the
     /// log and compare them with the live ones (exit 0 only when everything matches).
     Audit(cli::audit::AuditArgs),
@@ -92,6 +98,8 @@ enum BenchCommand {
     Blobs(hearth_services::bench::blobs_bench::BenchBlobsArgs),
     /// Accepted → durable time of a large blob on a cluster of real processes, vs the disk.
     Replication(hearth_services::bench::replication_bench::BenchReplicationArgs),
+    /// Documents: PUT rate, offline device sync, memory for many documents.
+    Docs(hearth_services::bench::docs_bench::BenchDocsArgs),
     /// The offline audit on a generated log: CRC + chain events/s, signature checks/s,
     /// projection rebuild events/s, peak RSS.
     Audit(hearth_services::bench::audit_bench::BenchAuditArgs),
@@ -121,6 +129,8 @@ fn main() {
         Command::Rm(args) => cli::blob::rm(args, &mut out),
         Command::Id(args) => cli::id::run(args, &mut out),
         Command::Peers(args) => cli::peers::run(args, &mut out),
+        Command::Doc(cmd) => cli::doc::run(cmd, &mut out),
+        Command::Device(cmd) => cli::doc::run_device(cmd, &mut out),
         Command::Audit(args) => cli::audit::run(args, &mut out),
         Command::Replay(args) => cli::replay::run(args, &mut out),
         Command::Log(LogCommand::Verify(args)) => cli::log_verify::run(args, &mut out),
@@ -131,6 +141,9 @@ fn main() {
         }
         Command::Bench(BenchCommand::Blobs(args)) => {
             hearth_services::bench::blobs_bench::run_blobs(args, &mut out)
+        }
+        Command::Bench(BenchCommand::Docs(args)) => {
+            hearth_services::bench::docs_bench::run_docs(args, &mut out)
         }
         Command::Bench(BenchCommand::Replication(args)) => {
             hearth_services::bench::replication_bench::run_replication(args, &mut out)

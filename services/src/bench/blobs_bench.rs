@@ -135,12 +135,19 @@ impl NodeProcess {
     /// Starts `hearth serve --data-dir DATA` on free loopback ports with `extra` arguments and
     /// waits until it runs.
     pub(crate) fn start_with(data: &Path, extra: &[&str]) -> anyhow::Result<NodeProcess> {
+        let mut args = vec!["--http", "127.0.0.1:0", "--p2p", "/ip4/127.0.0.1/tcp/0"];
+        args.extend_from_slice(extra);
+        Self::start_args(data, &args)
+    }
+
+    /// Starts `hearth serve --data-dir DATA ARGS` (listeners included in `args`) and waits
+    /// until it runs.
+    pub(crate) fn start_args(data: &Path, args: &[&str]) -> anyhow::Result<NodeProcess> {
         let exe = std::env::current_exe().context("locating the hearth binary")?;
         let mut child = Command::new(exe)
             .args(["serve", "--data-dir"])
             .arg(data)
-            .args(["--http", "127.0.0.1:0", "--p2p", "/ip4/127.0.0.1/tcp/0"])
-            .args(extra)
+            .args(args)
             .env_remove("HEARTH_CONFIG")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -182,10 +189,19 @@ impl NodeProcess {
     }
 
     fn peak_rss_kib(&self) -> Option<u64> {
+        self.status_kib("VmHWM:")
+    }
+
+    /// The node's resident memory now, KiB.
+    pub(crate) fn rss_kib(&self) -> Option<u64> {
+        self.status_kib("VmRSS:")
+    }
+
+    fn status_kib(&self, field: &str) -> Option<u64> {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).ok()?;
         status
             .lines()
-            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .find_map(|l| l.strip_prefix(field))
             .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
     }
 

@@ -10,6 +10,7 @@ pub mod audit_bench;
 pub mod blobs_bench;
 pub mod cluster_bench;
 pub mod disk;
+pub mod docs_bench;
 pub mod log_bench;
 pub mod replay;
 pub mod replication_bench;

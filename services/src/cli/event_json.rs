@@ -65,6 +65,24 @@ pub fn event_json(event: &Event) -> (&'static str, Value) {
             "blob_deleted",
             json!({ "blob_hash": hex::encode(&e.blob_hash) }),
         ),
+        Event::DocChanged(e) => (
+            "doc_changed",
+            json!({
+                "doc_id": hex::encode(&e.doc_id),
+                "actor": hex::encode(&e.actor),
+                "change_bytes": e.change.len(),
+            }),
+        ),
+        Event::DevicePaired(e) => (
+            "device_paired",
+            json!({
+                "device": hex::encode(&e.device),
+                "name": e.name,
+                "read_docs": e.read_docs.iter().map(|d| hex::encode(d)).collect::<Vec<_>>(),
+                "write_docs": e.write_docs.iter().map(|d| hex::encode(d)).collect::<Vec<_>>(),
+                "revoked": e.revoked,
+            }),
+        ),
         Event::TransferOutcome(e) => (
             "transfer_outcome",
             json!({
@@ -202,6 +220,20 @@ pub fn summary(event: &Event) -> String {
             e.agent_version
         ),
         Event::BlobDeleted(e) => format!("blob={}", short_hash(&e.blob_hash)),
+        Event::DocChanged(e) => format!(
+            "doc={} actor={} change={}B",
+            hex::encode(&e.doc_id),
+            short_id(&e.actor),
+            e.change.len()
+        ),
+        Event::DevicePaired(e) => format!(
+            "device={} name={:?} read={} write={} revoked={}",
+            short_id(&e.device),
+            e.name,
+            e.read_docs.len(),
+            e.write_docs.len(),
+            e.revoked
+        ),
         Event::TransferOutcome(e) => format!(
             "peer={} ok={} failed={} bytes={} bad={}",
             short_id(&e.peer_id),

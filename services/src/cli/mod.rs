@@ -16,6 +16,7 @@
 pub mod audit;
 pub mod blob;
 pub mod cluster;
+pub mod doc;
 pub mod dump_filter;
 pub mod event_json;
 pub mod id;

@@ -85,6 +85,10 @@ pub struct ServeArgs {
     /// Time between scrub passes, e.g. `24h` [default: 24h].
     #[arg(long, env = "HEARTH_SCRUB_EVERY", value_parser = humantime::parse_duration)]
     pub scrub_every: Option<std::time::Duration>,
+    /// As a device: keep the documents this node is paired for in sync with the cluster member
+    /// at this multiaddr, which ends in `/p2p/PEER_ID` (repeatable).
+    #[arg(long = "sync-with", env = "HEARTH_SYNC_WITH", value_delimiter = ',')]
+    pub sync_with: Vec<String>,
     /// A TOML file with any of the settings above (flags and environment variables win).
     #[arg(long, env = "HEARTH_CONFIG")]
     pub config: Option<PathBuf>,
@@ -114,6 +118,7 @@ struct FileConfig {
     scrub_bytes_per_s: Option<u64>,
     #[serde(default, with = "humantime_serde_opt")]
     scrub_every: Option<std::time::Duration>,
+    sync_with: Option<Vec<String>>,
 }
 
 /// `scrub_every = "24h"` in the TOML file.
@@ -199,6 +204,20 @@ impl ServeArgs {
         }
         if let Some(d) = self.scrub_every.or(file.scrub_every) {
             s.scrub_every = d;
+        }
+        let sync_with = if self.sync_with.is_empty() {
+            file.sync_with.unwrap_or_default()
+        } else {
+            self.sync_with.clone()
+        };
+        for a in sync_with {
+            let addr: libp2p::Multiaddr = a
+                .parse()
+                .map_err(|e| anyhow::anyhow!("--sync-with {a:?}: not a multiaddr: {e}"))?;
+            if crate::docs::device_sync::peer_of(&addr).is_none() {
+                anyhow::bail!("--sync-with {a}: the address must end in /p2p/PEER_ID");
+            }
+            s.sync_with.push(addr);
         }
         s.validate().map_err(anyhow::Error::msg)?;
         Ok(s)

@@ -398,22 +398,7 @@ pub(super) async fn get_blob(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let hash = parse_hash(&hash)?;
-    let after = match headers.get(HEARTH_AFTER) {
-        Some(v) => Some(
-            v.to_str()
-                .ok()
-                .and_then(|v| v.trim().parse::<u64>().ok())
-                .ok_or_else(|| ApiError::bad_request("Hearth-After must be a log index"))?,
-        ),
-        None => query.after,
-    };
-    if let Some(index) = after {
-        if !node.wait_applied(index, AFTER_WAIT).await {
-            return Err(ApiError::unavailable(format!(
-                "this node has not applied index {index} yet; retry"
-            )));
-        }
-    }
+    wait_after(&node, &headers, query.after).await?;
     let record = existing(&node, &hash)?;
     let size = record.size;
     let range = match headers.get(header::RANGE) {
@@ -882,4 +867,30 @@ pub(super) async fn delete_blob(
         deleted: true,
         index: committed.index,
     }))
+}
+
+/// Read-your-writes: waits until this node has applied the index a read carries
+/// (`Hearth-After: INDEX`, else `?after=INDEX`); 503 after [`AFTER_WAIT`].
+pub(super) async fn wait_after(
+    node: &Node,
+    headers: &HeaderMap,
+    query_after: Option<u64>,
+) -> Result<(), ApiError> {
+    let after = match headers.get(HEARTH_AFTER) {
+        Some(v) => Some(
+            v.to_str()
+                .ok()
+                .and_then(|v| v.trim().parse::<u64>().ok())
+                .ok_or_else(|| ApiError::bad_request("Hearth-After must be a log index"))?,
+        ),
+        None => query_after,
+    };
+    if let Some(index) = after {
+        if !node.wait_applied(index, AFTER_WAIT).await {
+            return Err(ApiError::unavailable(format!(
+                "this node has not applied index {index} yet; retry"
+            )));
+        }
+    }
+    Ok(())
 }

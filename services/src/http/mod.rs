@@ -6,6 +6,7 @@
 //! | `GET /readyz` | 200 when a leader is known and everything committed is applied, else 503 |
 //! | `POST /v1/events` | body: a prost-encoded `hearth.v1.Envelope`; 201 [`WriteReply`] once committed and applied |
 //! | `PUT /v1/blobs`, `GET`/`HEAD`/`DELETE /v1/blobs/{hash}`, `GET /v1/blobs/{hash}/status` | blobs: see [`blobs`] |
+//! | `/v1/docs…`, `/v1/admin/devices…` | documents and device pairing: see [`docs`] |
 //! | `GET /v1/admin/cluster` | [`ClusterStatus`] (the leader's view when reachable) |
 //! | `POST /v1/admin/join` | [`JoinRequest`] → [`JoinReply`] (leader; forwarded there) |
 //! | `POST /v1/admin/promote` | [`PromoteRequest`] → [`ClusterStatus`] (leader; forwarded there) |
@@ -18,6 +19,7 @@
 //! and writes (events, blob PUT and DELETE) the API token or the admin token; reads need none.
 
 pub mod blobs;
+pub mod docs;
 pub mod peers;
 
 use crate::node::api::{
@@ -110,6 +112,12 @@ pub fn router(node: Node) -> Router {
             get(blobs::get_blob).delete(blobs::delete_blob),
         )
         .route("/v1/blobs/{hash}/status", get(blobs::blob_status))
+        .route("/v1/docs", post(docs::create).get(docs::list))
+        .route("/v1/docs/{id}", get(docs::get).put(docs::put))
+        .route("/v1/docs/{id}/changes", get(docs::changes))
+        .route("/v1/docs/{id}/sync", post(docs::sync))
+        .route("/v1/admin/devices", post(docs::pair))
+        .route("/v1/admin/devices/{peer_id}", get(docs::device))
         .route("/v1/peers", get(peers::list))
         .route("/v1/admin/cluster", get(cluster_status))
         .route("/v1/admin/join", post(join))

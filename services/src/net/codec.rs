@@ -26,6 +26,11 @@ pub const RAFT_PROTOCOL: StreamProtocol = StreamProtocol::new("/hearth/raft/1");
 /// front of a heartbeat).
 pub const SHARD_PROTOCOL: StreamProtocol = StreamProtocol::new("/hearth/shard/1");
 
+/// The request-response protocol carrying document sync between a cluster member and a paired
+/// device outside the cluster (same framing and limits; no cluster or membership check in the
+/// transport: the handler checks the device's pairing).
+pub const SYNC_PROTOCOL: StreamProtocol = StreamProtocol::new("/hearth/sync/1");
+
 /// The largest frame payload (header + body) accepted or sent on `/hearth/raft/1`: 16 MiB.
 ///
 /// It must stay above the largest append batch openraft may send (the raft layer bounds

@@ -49,6 +49,8 @@ pub enum Protocol {
     Raft,
     /// `/hearth/shard/1`: shard transfers.
     Shard,
+    /// `/hearth/sync/1`: document sync with paired devices (no cluster or member check here).
+    Sync,
 }
 use swarm::{NodeBehaviourEvent, NodeSwarm};
 
@@ -133,6 +135,13 @@ pub trait RaftInbound: Send + Sync + 'static {
     fn handle_shard(&self, from: PeerId, req: RaftRequest) -> BoxFuture<'_, RaftResponse> {
         let _ = from;
         Box::pin(async move { RaftResponse::refused(req.cluster_id, status::MALFORMED) })
+    }
+
+    /// Answers a `/hearth/sync/1` request from `from`, which may be any peer (a device outside
+    /// the cluster): the handler checks what it may do. The default refuses it.
+    fn handle_sync(&self, from: PeerId, req: RaftRequest) -> BoxFuture<'_, RaftResponse> {
+        let _ = from;
+        Box::pin(async move { RaftResponse::refused(req.cluster_id, status::NOT_MEMBER) })
     }
 }
 
@@ -485,6 +494,7 @@ impl Actor {
                 let id = match protocol {
                     Protocol::Raft => behaviour.raft.send_request(&peer, req),
                     Protocol::Shard => behaviour.shard.send_request(&peer, req),
+                    Protocol::Sync => behaviour.sync.send_request(&peer, req),
                 };
                 self.pending_requests.insert(id, reply);
             }
@@ -553,6 +563,9 @@ impl Actor {
             }
             SwarmEvent::Behaviour(NodeBehaviourEvent::Shard(event)) => {
                 self.on_rr_event(Protocol::Shard, event)
+            }
+            SwarmEvent::Behaviour(NodeBehaviourEvent::Sync(event)) => {
+                self.on_rr_event(Protocol::Sync, event)
             }
             SwarmEvent::Behaviour(NodeBehaviourEvent::Identify(event)) => {
                 tracing::trace!(?event, "identify");
@@ -625,6 +638,16 @@ impl Actor {
         request: RaftRequest,
         channel: ResponseChannel<RaftResponse>,
     ) {
+        if protocol == Protocol::Sync {
+            // Devices belong to clusters of their own: the handler checks their pairing.
+            self.stats.handled_requests += 1;
+            let inbound = Arc::clone(&self.inbound);
+            self.handlers.spawn(async move {
+                let resp = inbound.handle_sync(peer, request).await;
+                (protocol, channel, resp)
+            });
+            return;
+        }
         if request.cluster_id != self.cluster_id {
             self.stats.wrong_cluster_requests += 1;
             tracing::warn!(%peer, "raft request for another cluster refused");
@@ -651,6 +674,7 @@ impl Actor {
             let resp = match protocol {
                 Protocol::Raft => inbound.handle(peer, request).await,
                 Protocol::Shard => inbound.handle_shard(peer, request).await,
+                Protocol::Sync => inbound.handle_sync(peer, request).await,
             };
             (protocol, channel, resp)
         });
@@ -675,6 +699,7 @@ impl Actor {
         let sent = match protocol {
             Protocol::Raft => behaviour.raft.send_response(channel, resp),
             Protocol::Shard => behaviour.shard.send_response(channel, resp),
+            Protocol::Sync => behaviour.sync.send_response(channel, resp),
         };
         if sent.is_err() {
             tracing::debug!("raft response dropped: the requester is gone");

@@ -11,7 +11,7 @@ use libp2p::identity::Keypair;
 use libp2p::swarm::NetworkBehaviour;
 use libp2p::{identify, noise, ping, request_response, tcp, yamux, Swarm};
 
-use super::codec::{RaftCodec, RAFT_PROTOCOL, SHARD_PROTOCOL};
+use super::codec::{RaftCodec, RAFT_PROTOCOL, SHARD_PROTOCOL, SYNC_PROTOCOL};
 use super::NetError;
 
 /// The identify protocol version hearth nodes announce.
@@ -33,6 +33,8 @@ pub struct NodeBehaviour {
     pub raft: request_response::Behaviour<RaftCodec>,
     /// Shard transfers (`/hearth/shard/1`).
     pub shard: request_response::Behaviour<RaftCodec>,
+    /// Document sync with paired devices (`/hearth/sync/1`).
+    pub sync: request_response::Behaviour<RaftCodec>,
 }
 
 /// The node's swarm.
@@ -69,6 +71,11 @@ pub fn build_swarm(
             shard: request_response::Behaviour::with_codec(
                 RaftCodec,
                 [(SHARD_PROTOCOL, request_response::ProtocolSupport::Full)],
+                request_response::Config::default().with_request_timeout(request_timeout),
+            ),
+            sync: request_response::Behaviour::with_codec(
+                RaftCodec,
+                [(SYNC_PROTOCOL, request_response::ProtocolSupport::Full)],
                 request_response::Config::default().with_request_timeout(request_timeout),
             ),
         })

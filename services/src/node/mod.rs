@@ -26,6 +26,7 @@ pub mod batcher;
 mod blob_ops;
 pub mod cluster_file;
 pub mod cluster_read;
+pub mod doc_ops;
 mod error;
 pub mod forward;
 pub mod network;
@@ -150,6 +151,8 @@ struct Inner {
     /// The redactor's cursor: deletions up to this log index have had their inline bytes
     /// redacted from this node's log (0 at start: the work list is checked again).
     redacted_through: AtomicU64,
+    /// Documents: actor, write locks, sync sessions.
+    docs: crate::docs::DocRuntime,
     client: reqwest::Client,
     tasks: Mutex<Vec<JoinHandle<()>>>,
     report: StartReport,
@@ -357,6 +360,7 @@ impl Node {
                 inflight_bytes: Semaphore::new(settings.max_inflight_bytes),
                 seq: AtomicU64::new(now_ms() * 1000),
                 redacted_through: AtomicU64::new(0),
+                docs: crate::docs::DocRuntime::new(&peer_id.to_bytes()),
                 settings,
                 peer_id,
                 signing,
@@ -376,6 +380,7 @@ impl Node {
             raft.clone(),
             Arc::new(node.clone()),
             node.inner.shards.clone(),
+            Arc::new(node.clone()),
         );
         node.inner.tasks.lock().extend([batch_task, repair_task]);
         // Known peers first, best first, in parallel: before the membership redial.
@@ -395,6 +400,11 @@ impl Node {
         node.spawn(replicator::replicator(node.clone()));
         node.spawn(verifier::verifier(node.clone()));
         node.spawn(scrubber::scrubber(node.clone()));
+        for addr in &node.inner.settings.sync_with {
+            let syncer = crate::docs::device_sync::DeviceSyncer::new(node.clone(), addr.clone())
+                .map_err(NodeError::Config)?;
+            node.spawn(syncer.run(node.inner.settings.sync_every));
+        }
         let (observer, observations) = tokio::sync::mpsc::channel(1024);
         node.inner.net.set_observer(observer).await?;
         node.spawn(peers::peer_watcher(node.clone(), observations));
@@ -913,6 +923,7 @@ fn projections() -> Vec<Arc<dyn hearth_projections::Projection>> {
         Arc::new(CountsProjection),
         Arc::new(BlobIndexProjection),
         Arc::new(hearth_projections::PeersProjection),
+        Arc::new(hearth_projections::DocsProjection),
     ]
 }
 

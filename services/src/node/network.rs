@@ -209,12 +209,19 @@ pub trait WriteSink: Send + Sync + 'static {
     fn write_as_leader(&self, envelope: Vec<u8>) -> BoxFuture<'_, ForwardReply>;
 }
 
+/// What the inbound handler needs from the node for document sync with paired devices.
+pub trait DeviceSync: Send + Sync + 'static {
+    /// Answers device `from`'s `/hearth/sync/1` request body.
+    fn sync_device(&self, from: PeerId, body: Vec<u8>) -> BoxFuture<'_, Vec<u8>>;
+}
+
 /// The `/hearth/raft/1` handler: hands RPCs to the local raft once it exists.
 #[derive(Default)]
 pub struct Inbound {
     raft: OnceLock<Raft<TypeConfig>>,
     sink: OnceLock<Arc<dyn WriteSink>>,
     shards: OnceLock<crate::blobs::ShardStore>,
+    devices: OnceLock<Arc<dyn DeviceSync>>,
 }
 
 impl Inbound {
@@ -229,10 +236,12 @@ impl Inbound {
         raft: Raft<TypeConfig>,
         sink: Arc<dyn WriteSink>,
         shards: crate::blobs::ShardStore,
+        devices: Arc<dyn DeviceSync>,
     ) {
         let _ = self.raft.set(raft);
         let _ = self.sink.set(sink);
         let _ = self.shards.set(shards);
+        let _ = self.devices.set(devices);
     }
 }
 
@@ -323,6 +332,19 @@ impl RaftInbound for Inbound {
                     RaftResponse::refused(cluster_id, status::MALFORMED)
                 }
             }
+        })
+    }
+
+    fn handle_sync(&self, from: PeerId, req: RaftRequest) -> BoxFuture<'_, RaftResponse> {
+        Box::pin(async move {
+            let cluster_id = req.cluster_id;
+            let Some(devices) = self.devices.get() else {
+                return RaftResponse::refused(cluster_id, status::MALFORMED);
+            };
+            if req.kind != crate::docs::device_sync::KIND_SYNC {
+                return RaftResponse::refused(cluster_id, status::MALFORMED);
+            }
+            RaftResponse::ok(cluster_id, devices.sync_device(from, req.body).await)
         })
     }
 

@@ -75,6 +75,11 @@ pub struct NodeSettings {
     /// Scrub: a full pass over this node's shards starts this long after the previous one (and
     /// after start-up).
     pub scrub_every: Duration,
+    /// Cluster members this node (a device outside their cluster) keeps its granted documents
+    /// in sync with, over `/hearth/sync/1`: multiaddrs ending in `/p2p/PEER_ID`.
+    pub sync_with: Vec<libp2p::Multiaddr>,
+    /// Pause between two document sync passes with each of `sync_with`.
+    pub sync_every: Duration,
     /// How the leader groups writes into raft entries (group commit).
     pub batch: BatchLimits,
     /// Raft heartbeat interval.
@@ -108,6 +113,8 @@ impl NodeSettings {
             cache_bytes: 64 << 20,
             scrub_bytes_per_s: 16 << 20,
             scrub_every: Duration::from_secs(24 * 3600),
+            sync_with: Vec::new(),
+            sync_every: crate::docs::device_sync::DEFAULT_SYNC_EVERY,
             heartbeat: Duration::from_millis(100),
             election_timeout: (Duration::from_millis(500), Duration::from_millis(1000)),
         }

@@ -48,13 +48,26 @@ pub fn start_serve(data: &Path) -> Serve {
 
 /// Like [`start_serve`] with extra flags.
 pub fn start_serve_with(data: &Path, extra: &[&str]) -> Serve {
+    let args: Vec<&str> = FREE_PORTS.iter().chain(extra).copied().collect();
+    start_serve_args(data, &args)
+}
+
+/// A loopback TCP port free right now (for a node that must come back on the same address).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port()
+}
+
+/// Like [`start_serve`] with exactly these flags after `--data-dir DATA` (listeners included).
+pub fn start_serve_args(data: &Path, args: &[&str]) -> Serve {
     use std::io::{BufRead, BufReader};
     let mut child = Guard(
         hearth()
             .args(["serve", "--data-dir"])
             .arg(data)
-            .args(FREE_PORTS)
-            .args(extra)
+            .args(args)
             .stdout(Stdio::piped())
             // HEARTH_TEST_LOGS=1 shows the nodes' diagnostics when debugging a test.
             .stderr(if std::env::var_os("HEARTH_TEST_LOGS").is_some() {
