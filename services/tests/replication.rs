@@ -302,6 +302,17 @@ async fn blobs_spread_survive_a_lost_member_and_are_repaired_after_its_removal()
     let again = (0..urls.len())
         .find(|&i| i != victim && i != rotten)
         .expect("a third member");
+    // The list keeps peers it has an address for, which a `PeerSeen` in the log gives: wait
+    // for this node to have one for the bad peer (sightings are proposed once a peer is
+    // identified, and again at the next tick when a proposal fails).
+    let _: PeersReply = wait_for("a sighting of the bad peer", CONVERGE, || async {
+        let t: PeersReply = get(&c, &format!("{}/v1/peers", urls[again])).await?;
+        t.peers
+            .iter()
+            .any(|p| p.peer_id == bad_peer && !p.addresses.is_empty())
+            .then_some(t)
+    })
+    .await;
     let mut nodes = nodes;
     let data_dir = dir.path().join(format!("n{again}"));
     let status = common::sigterm_and_wait(&mut nodes[again].child);

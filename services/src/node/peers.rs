@@ -88,15 +88,37 @@ impl Node {
             .collect()
     }
 
-    async fn propose_quietly(&self, event: Event, what: &str) {
+    /// Proposes a background event; a failure (no leader yet, a membership change under way)
+    /// is logged at debug and reported as `false` so the caller tries again later.
+    async fn propose_quietly(&self, event: Event, what: &str) -> bool {
         let env = Envelope {
             schema_version: hearth_proto::SCHEMA_VERSION,
             event: Some(event),
             ..Envelope::default()
         };
-        if let Err(e) = self.propose(Bytes::from(env.encode_to_vec())).await {
-            tracing::debug!(error = %e, "proposing {what}");
+        match self.propose(Bytes::from(env.encode_to_vec())).await {
+            Ok(_) => true,
+            Err(e) => {
+                tracing::debug!(error = %e, "proposing {what}");
+                false
+            }
         }
+    }
+
+    /// Puts outcomes that could not be reported back, added to any counted since.
+    fn requeue_transfer(&self, t: TransferOutcome) {
+        let mut pending = self.inner.transfers.lock();
+        let cur = pending
+            .entry(t.peer_id.to_vec())
+            .or_insert_with(|| TransferOutcome {
+                peer_id: t.peer_id.clone(),
+                ..TransferOutcome::default()
+            });
+        cur.transfers_ok += t.transfers_ok;
+        cur.transfers_failed += t.transfers_failed;
+        cur.bytes += t.bytes;
+        cur.micros += t.micros;
+        cur.bad_data += t.bad_data;
     }
 }
 
@@ -158,14 +180,19 @@ pub(super) async fn peer_watcher(node: Node, mut rx: mpsc::Receiver<Observation>
                         agent_version: s.agent_version.clone(),
                         protocol_version: s.protocol_version.clone(),
                     });
-                    node.propose_quietly(event, "a peer sighting").await;
+                    if !node.propose_quietly(event, "a peer sighting").await {
+                        // Not in the log: try again at the next tick, not a minute later.
+                        s.proposed = None;
+                    }
                 }
                 if last_report.elapsed() >= REPORT_EVERY {
                     last_report = Instant::now();
                     let pending: Vec<TransferOutcome> =
                         node.inner.transfers.lock().drain().map(|(_, t)| t).collect();
                     for t in pending {
-                        node.propose_quietly(Event::TransferOutcome(t), "transfer outcomes").await;
+                        if !node.propose_quietly(Event::TransferOutcome(t.clone()), "transfer outcomes").await {
+                            node.requeue_transfer(t);
+                        }
                     }
                 }
             }
