@@ -18,6 +18,7 @@ pub mod blob;
 pub mod cluster;
 pub mod dump_filter;
 pub mod event_json;
+pub mod events;
 pub mod id;
 pub mod log_dump;
 pub mod log_verify;

@@ -27,6 +27,8 @@ mod blob_ops;
 pub mod cluster_file;
 pub mod cluster_read;
 mod error;
+pub mod event_feed;
+pub mod gauges;
 pub mod forward;
 pub mod network;
 pub mod peer_list;
@@ -151,6 +153,8 @@ struct Inner {
     /// redacted from this node's log (0 at start: the work list is checked again).
     redacted_through: AtomicU64,
     client: reqwest::Client,
+    /// Applied entries for `GET /v1/events`.
+    feed: event_feed::EventFeed,
     tasks: Mutex<Vec<JoinHandle<()>>>,
     report: StartReport,
 }
@@ -198,6 +202,7 @@ impl Node {
     /// (already bound by the caller). See the module docs for the steps.
     pub async fn start(settings: NodeSettings, http_addr: SocketAddr) -> Result<Node, NodeError> {
         settings.validate().map_err(NodeError::Config)?;
+        crate::metrics::install(); // once per process; the log's metrics start at recovery
         let data = settings.data_dir.clone();
         std::fs::create_dir_all(&data).map_err(|e| NodeError::io(&data, e))?;
         let (identity, _created) =
@@ -357,6 +362,7 @@ impl Node {
                 inflight_bytes: Semaphore::new(settings.max_inflight_bytes),
                 seq: AtomicU64::new(now_ms() * 1000),
                 redacted_through: AtomicU64::new(0),
+                feed: event_feed::EventFeed::new(settings.events_buffer),
                 settings,
                 peer_id,
                 signing,
@@ -399,6 +405,8 @@ impl Node {
         node.inner.net.set_observer(observer).await?;
         node.spawn(peers::peer_watcher(node.clone(), observations));
         node.spawn(peer_list::peer_list_saver(node.clone()));
+        node.spawn(event_feed::feed_task(node.clone()));
+        node.spawn(gauges::sampler(node.clone()));
         if let Some(reply) = joined {
             if !node.inner.settings.learner {
                 node.spawn(promote_self(node.clone(), reply));
