@@ -32,11 +32,7 @@ pub fn describe() {
         "Group-commit batches written (one write and one fdatasync each)"
     );
     describe_counter!(BYTES_WRITTEN, Unit::Bytes, "Bytes written to log segments");
-    describe_histogram!(
-        BATCH_RECORDS,
-        Unit::Count,
-        "Records per group-commit batch"
-    );
+    describe_histogram!(BATCH_RECORDS, Unit::Count, "Records per group-commit batch");
     describe_histogram!(BATCH_BYTES, Unit::Bytes, "Bytes per group-commit batch");
     describe_histogram!(
         FSYNC_SECONDS,

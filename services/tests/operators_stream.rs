@@ -25,7 +25,11 @@ fn client() -> reqwest::Client {
 }
 
 async fn scrape(c: &reqwest::Client, url: &str) -> Exposition {
-    let resp = c.get(format!("{url}/metrics")).send().await.expect("GET /metrics");
+    let resp = c
+        .get(format!("{url}/metrics"))
+        .send()
+        .await
+        .expect("GET /metrics");
     assert_eq!(resp.status(), 200);
     let ct = resp.headers()["content-type"].to_str().unwrap().to_string();
     assert!(ct.starts_with("text/plain; version=0.0.4"), "{ct}");
@@ -87,7 +91,11 @@ async fn metrics_parse_and_move_with_a_workload() {
     let url = serve.http_url();
     let c = client();
     let before = scrape(&c, &url).await;
-    for name in ["hearth_raft_term", "hearth_raft_applied_index", "hearth_raft_is_leader"] {
+    for name in [
+        "hearth_raft_term",
+        "hearth_raft_applied_index",
+        "hearth_raft_is_leader",
+    ] {
         assert!(before.has(name), "{name} missing");
     }
     let put_201 = [("route", "/v1/blobs"), ("method", "PUT"), ("status", "201")];
@@ -95,21 +103,35 @@ async fn metrics_parse_and_move_with_a_workload() {
     let mut total = 0u64;
     for b in &blobs {
         total += b.len() as u64;
-        let r = c.put(format!("{url}/v1/blobs")).body(b.clone()).send().await.unwrap();
+        let r = c
+            .put(format!("{url}/v1/blobs"))
+            .body(b.clone())
+            .send()
+            .await
+            .unwrap();
         assert_eq!(r.status(), 201);
     }
     let hash = blake3::hash(&blobs[1]).to_hex().to_string();
-    let got = c.get(format!("{url}/v1/blobs/{hash}")).send().await.unwrap();
+    let got = c
+        .get(format!("{url}/v1/blobs/{hash}"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(got.status(), 200);
     assert_eq!(got.bytes().await.unwrap().len(), blobs[1].len());
 
     let after = scrape(&c, &url).await;
-    let d = |name: &str, labels: &[(&str, &str)]| after.sum(name, labels) - before.sum(name, labels);
+    let d =
+        |name: &str, labels: &[(&str, &str)]| after.sum(name, labels) - before.sum(name, labels);
     assert_eq!(d("hearth_blob_bytes_in_total", &[]), total as f64);
     assert_eq!(d("hearth_blob_bytes_out_total", &[]), blobs[1].len() as f64);
     assert_eq!(d("hearth_http_requests_total", &put_201), 2.0);
     // The route is the template, never the raw path.
-    let get_route = [("route", "/v1/blobs/{hash}"), ("method", "GET"), ("status", "200")];
+    let get_route = [
+        ("route", "/v1/blobs/{hash}"),
+        ("method", "GET"),
+        ("status", "200"),
+    ];
     assert_eq!(d("hearth_http_requests_total", &get_route), 1.0);
     assert!(!after
         .samples
@@ -128,7 +150,10 @@ async fn metrics_parse_and_move_with_a_workload() {
     assert_eq!(r.status(), 404);
     let last = scrape(&c, &url).await;
     assert_eq!(
-        last.sum("hearth_http_requests_total", &[("route", "unmatched"), ("status", "404")]),
+        last.sum(
+            "hearth_http_requests_total",
+            &[("route", "unmatched"), ("status", "404")]
+        ),
         1.0
     );
     assert_eq!(sigterm_and_wait(&mut serve.child).code(), Some(0));
@@ -177,7 +202,10 @@ fn log_format_json_writes_one_object_per_line() {
     for line in &lines {
         let v: serde_json::Value = serde_json::from_str(line)
             .unwrap_or_else(|e| panic!("not one JSON object ({e}): {line:?}"));
-        assert!(v.is_object() && v["level"].is_string() && v["timestamp"].is_string(), "{line}");
+        assert!(
+            v.is_object() && v["level"].is_string() && v["timestamp"].is_string(),
+            "{line}"
+        );
     }
 }
 
@@ -195,7 +223,10 @@ async fn a_consumer_that_resumes_with_last_event_id_sees_every_event_once() {
         post(&c, &url, marker(1_000_000 + i)).await;
     }
     let sc = stream_client().unwrap();
-    let query = vec![("from", "1".to_string()), ("kind", "blobdeleted".to_string())];
+    let query = vec![
+        ("from", "1".to_string()),
+        ("kind", "blobdeleted".to_string()),
+    ];
     let writers: Vec<_> = (0..WRITERS)
         .map(|w| {
             let (c, url) = (c.clone(), url.clone());
@@ -215,9 +246,17 @@ async fn a_consumer_that_resumes_with_last_event_id_sees_every_event_once() {
     let mut last_id: Option<String> = None;
     let mut connections = 0;
     while seen.len() < TOTAL + 10 {
-        assert!(Instant::now() < deadline, "only {} events arrived", seen.len());
+        assert!(
+            Instant::now() < deadline,
+            "only {} events arrived",
+            seen.len()
+        );
         connections += 1;
-        let mut events = Box::pin(open_stream(&sc, &url, &query, last_id.as_deref()).await.unwrap());
+        let mut events = Box::pin(
+            open_stream(&sc, &url, &query, last_id.as_deref())
+                .await
+                .unwrap(),
+        );
         // The first connection is dropped midway — inside a batch entry when there is one.
         let stop_after = if connections == 1 { Some(150) } else { None };
         while let Some(ev) = tokio::time::timeout(Duration::from_secs(30), events.next())
@@ -244,7 +283,10 @@ async fn a_consumer_that_resumes_with_last_event_id_sees_every_event_once() {
     assert_eq!(blobs.len(), seen.len(), "an event arrived twice");
     assert_eq!(blobs, want);
     let keys: Vec<(u64, u32)> = seen.iter().map(|(id, _)| id_key(id)).collect();
-    assert!(keys.windows(2).all(|w| w[0] < w[1]), "out of order: {keys:?}");
+    assert!(
+        keys.windows(2).all(|w| w[0] < w[1]),
+        "out of order: {keys:?}"
+    );
     assert_eq!(sigterm_and_wait(&mut serve.child).code(), Some(0));
 }
 
@@ -298,7 +340,10 @@ async fn kind_filter_follow_false_bad_input_and_the_cli() {
     .map(|e| e.unwrap())
     .collect()
     .await;
-    assert_eq!(rest.iter().map(|e| &e.id).collect::<Vec<_>>(), [&only[3].id, &only[4].id]);
+    assert_eq!(
+        rest.iter().map(|e| &e.id).collect::<Vec<_>>(),
+        [&only[3].id, &only[4].id]
+    );
 
     for (q, header) in [
         ("from=x", None),
@@ -319,18 +364,36 @@ async fn kind_filter_follow_false_bad_input_and_the_cli() {
     // The CLI: text lines as `hearth log dump` prints them, JSON with --json, exit at the head.
     let (url2, limit) = (url.clone(), Duration::from_secs(30));
     let out = tokio::task::spawn_blocking(move || {
-        let text = run_hearth(&["events", "--server", &url2, "--kind", "BlobDeleted"], limit);
-        let json = run_hearth(&["events", "--server", &url2, "--from", "1", "--json"], limit);
+        let text = run_hearth(
+            &["events", "--server", &url2, "--kind", "BlobDeleted"],
+            limit,
+        );
+        let json = run_hearth(
+            &["events", "--server", &url2, "--from", "1", "--json"],
+            limit,
+        );
         let bad = run_hearth(&["events", "--server", &url2, "--from", "soon"], limit);
         (text, json, bad)
     })
     .await
     .unwrap();
     let (text, json, bad) = out;
-    assert!(text.status.success(), "{}", String::from_utf8_lossy(&text.stderr));
-    let lines: Vec<String> = String::from_utf8_lossy(&text.stdout).lines().map(String::from).collect();
+    assert!(
+        text.status.success(),
+        "{}",
+        String::from_utf8_lossy(&text.stderr)
+    );
+    let lines: Vec<String> = String::from_utf8_lossy(&text.stdout)
+        .lines()
+        .map(String::from)
+        .collect();
     assert_eq!(lines.len(), 5, "{lines:?}");
-    assert!(lines.iter().all(|l| l.contains("BlobDeleted") && l.contains("blob=")), "{lines:?}");
+    assert!(
+        lines
+            .iter()
+            .all(|l| l.contains("BlobDeleted") && l.contains("blob=")),
+        "{lines:?}"
+    );
     assert!(json.status.success());
     let objs: Vec<serde_json::Value> = String::from_utf8_lossy(&json.stdout)
         .lines()
@@ -339,7 +402,10 @@ async fn kind_filter_follow_false_bad_input_and_the_cli() {
     assert_eq!(objs.len(), all.len());
     assert_eq!(bad.status.code(), Some(1));
     let err = String::from_utf8_lossy(&bad.stderr);
-    assert!(err.starts_with("error: ") && err.lines().count() == 1, "{err}");
+    assert!(
+        err.starts_with("error: ") && err.lines().count() == 1,
+        "{err}"
+    );
     assert_eq!(sigterm_and_wait(&mut serve.child).code(), Some(0));
 }
 
@@ -394,15 +460,19 @@ async fn a_lagging_consumer_is_dropped_with_its_resume_point() {
         .as_u64()
         .expect("resume_from");
     assert_eq!(lagged.id, (resume - 1).to_string());
-    assert!(resume <= last, "dropped only after the end ({resume} > {last})");
+    assert!(
+        resume <= last,
+        "dropped only after the end ({resume} > {last})"
+    );
     assert!(got.iter().all(|e| id_key(&e.id).0 < resume));
     // Resuming there gives the rest, each once, in order.
-    let rest: Vec<SseEvent> = open_stream(&sc, &url, &[("follow", "false".into())], Some(&lagged.id))
-        .await
-        .unwrap()
-        .map(|e| e.unwrap())
-        .collect()
-        .await;
+    let rest: Vec<SseEvent> =
+        open_stream(&sc, &url, &[("follow", "false".into())], Some(&lagged.id))
+            .await
+            .unwrap()
+            .map(|e| e.unwrap())
+            .collect()
+            .await;
     let keys: Vec<(u64, u32)> = got.iter().chain(&rest).map(|e| id_key(&e.id)).collect();
     assert!(keys.windows(2).all(|w| w[0] < w[1]), "{keys:?}");
     let bigs: Vec<String> = got

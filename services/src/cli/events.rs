@@ -102,8 +102,9 @@ pub fn run(args: &EventsArgs, out: &mut dyn Write) -> anyhow::Result<()> {
         let client = stream_client()?;
         let mut last_id: Option<String> = None;
         loop {
-            let mut events =
-                Box::pin(open_stream(&client, &args.server.server, &query, last_id.as_deref()).await?);
+            let mut events = Box::pin(
+                open_stream(&client, &args.server.server, &query, last_id.as_deref()).await?,
+            );
             let mut resume = false;
             while let Some(ev) = events.next().await {
                 let ev = ev?;

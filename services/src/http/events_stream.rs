@@ -235,7 +235,9 @@ impl Consumer {
             if entry.index == self.next.0 && item.position.unwrap_or(0) < self.next.1 {
                 continue;
             }
-            if !self.kinds.is_empty() && !self.kinds.iter().any(|k| k.eq_ignore_ascii_case(item.kind)) {
+            if !self.kinds.is_empty()
+                && !self.kinds.iter().any(|k| k.eq_ignore_ascii_case(item.kind))
+            {
                 continue;
             }
             metrics::counter!(EVENT_STREAM_SENT).increment(1);

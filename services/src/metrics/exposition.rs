@@ -160,7 +160,8 @@ fn parse_sample(line: &str) -> Result<Sample, String> {
     let value = fields.next().ok_or("a sample without a value")?;
     let value = parse_value(value).ok_or("the value is not a number")?;
     if let Some(ts) = fields.next() {
-        ts.parse::<i64>().map_err(|_| "the timestamp is not an integer")?;
+        ts.parse::<i64>()
+            .map_err(|_| "the timestamp is not an integer")?;
     }
     if fields.next().is_some() {
         return Err("text after the timestamp".into());
@@ -250,7 +251,10 @@ mod tests {
         assert_eq!(e.sum("a_total", &[("route", "/v1/blobs/{hash}")]), 3.0);
         assert_eq!(e.sum("h_bucket", &[("le", "+Inf")]), 2.0);
         assert_eq!(e.types["h"], "histogram");
-        assert_eq!(e.samples.last().map(|s| s.labels["peer"].as_str()), Some("a\"b"));
+        assert_eq!(
+            e.samples.last().map(|s| s.labels["peer"].as_str()),
+            Some("a\"b")
+        );
     }
 
     #[test]

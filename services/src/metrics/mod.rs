@@ -74,8 +74,8 @@ pub const SAMPLE_EVERY: Duration = Duration::from_secs(10);
 
 /// Histogram buckets (seconds) for latencies: 50 µs … 10 s.
 const SECONDS_BUCKETS: [f64; 16] = [
-    0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
-    1.0, 2.5, 10.0,
+    0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
+    2.5, 10.0,
 ];
 /// Histogram buckets for records per batch.
 const RECORD_BUCKETS: [f64; 12] = [
@@ -83,8 +83,7 @@ const RECORD_BUCKETS: [f64; 12] = [
 ];
 /// Histogram buckets for bytes per batch: 256 B … 16 MiB.
 const BYTE_BUCKETS: [f64; 10] = [
-    256.0, 1024.0, 4096.0, 16384.0, 65536.0, 262144.0, 1048576.0, 4194304.0, 8388608.0,
-    16777216.0,
+    256.0, 1024.0, 4096.0, 16384.0, 65536.0, 262144.0, 1048576.0, 4194304.0, 8388608.0, 16777216.0,
 ];
 
 static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
@@ -132,24 +131,70 @@ pub fn render() -> Option<String> {
 /// Registers every metric's description (and unit) with the installed recorder.
 fn describe() {
     hearth_log::metrics::describe();
-    describe_counter!(HTTP_REQUESTS, Unit::Count, "HTTP requests by route template, method and status");
-    describe_histogram!(HTTP_SECONDS, Unit::Seconds, "HTTP request latency to the response head, by route and method");
+    describe_counter!(
+        HTTP_REQUESTS,
+        Unit::Count,
+        "HTTP requests by route template, method and status"
+    );
+    describe_histogram!(
+        HTTP_SECONDS,
+        Unit::Seconds,
+        "HTTP request latency to the response head, by route and method"
+    );
     describe_gauge!(RAFT_TERM, "The raft term this node is in");
-    describe_gauge!(RAFT_COMMIT_INDEX, "Highest log index this node knows committed");
-    describe_gauge!(RAFT_APPLIED_INDEX, "Highest log index applied to this node's projections");
-    describe_gauge!(RAFT_APPLY_LAG, Unit::Count, "Committed minus applied entries on this node");
+    describe_gauge!(
+        RAFT_COMMIT_INDEX,
+        "Highest log index this node knows committed"
+    );
+    describe_gauge!(
+        RAFT_APPLIED_INDEX,
+        "Highest log index applied to this node's projections"
+    );
+    describe_gauge!(
+        RAFT_APPLY_LAG,
+        Unit::Count,
+        "Committed minus applied entries on this node"
+    );
     describe_gauge!(RAFT_LAST_LOG_INDEX, "Last index in this node's log");
     describe_gauge!(RAFT_IS_LEADER, "1 while this node is the raft leader");
-    describe_counter!(BLOB_BYTES_IN, Unit::Bytes, "Blob bytes received by PUT /v1/blobs");
-    describe_counter!(BLOB_BYTES_OUT, Unit::Bytes, "Blob bytes answered by GET /v1/blobs/{hash}");
-    describe_gauge!(BLOBS, Unit::Count, "Blobs in the blob index by tier (last scan)");
-    describe_gauge!(REPLICATION_QUEUE, Unit::Count, "Sharded blobs on the replication work list");
-    describe_gauge!(VERIFICATION_QUEUE, Unit::Count, "Durable blobs waiting for verification");
+    describe_counter!(
+        BLOB_BYTES_IN,
+        Unit::Bytes,
+        "Blob bytes received by PUT /v1/blobs"
+    );
+    describe_counter!(
+        BLOB_BYTES_OUT,
+        Unit::Bytes,
+        "Blob bytes answered by GET /v1/blobs/{hash}"
+    );
+    describe_gauge!(
+        BLOBS,
+        Unit::Count,
+        "Blobs in the blob index by tier (last scan)"
+    );
+    describe_gauge!(
+        REPLICATION_QUEUE,
+        Unit::Count,
+        "Sharded blobs on the replication work list"
+    );
+    describe_gauge!(
+        VERIFICATION_QUEUE,
+        Unit::Count,
+        "Durable blobs waiting for verification"
+    );
     describe_gauge!(REPAIR_QUEUE, Unit::Count, "Repair jobs queued on this node");
     describe_gauge!(PEER_SCORE, "Reputation score of each known peer, 0 to 1");
     describe_gauge!(EVENT_STREAMS, Unit::Count, "Open GET /v1/events streams");
-    describe_counter!(EVENT_STREAM_SENT, Unit::Count, "Events sent on GET /v1/events streams");
-    describe_counter!(EVENT_STREAM_LAGGED, Unit::Count, "Event streams dropped for falling behind the live buffer");
+    describe_counter!(
+        EVENT_STREAM_SENT,
+        Unit::Count,
+        "Events sent on GET /v1/events streams"
+    );
+    describe_counter!(
+        EVENT_STREAM_LAGGED,
+        Unit::Count,
+        "Event streams dropped for falling behind the live buffer"
+    );
 }
 
 /// Every metric name defined here and in the log crate.
@@ -200,7 +245,10 @@ mod tests {
                 .iter()
                 .find_map(|s| name.strip_suffix(s))
                 .unwrap_or(&name);
-            assert!(ALL.contains(&base), "the dashboard names unknown metric {name}");
+            assert!(
+                ALL.contains(&base),
+                "the dashboard names unknown metric {name}"
+            );
             used += 1;
         }
         assert!(used >= 20, "{used}");
