@@ -37,6 +37,7 @@
 
 mod error;
 pub mod format;
+pub mod metrics;
 mod types;
 pub mod vfs;
 

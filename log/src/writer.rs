@@ -526,6 +526,11 @@ impl Writer {
                     .count();
                 stats.entries.fetch_add(entries as u64, Ordering::Relaxed);
                 stats.batches.fetch_add(1, Ordering::Relaxed);
+                metrics::counter!(crate::metrics::ENTRIES_APPENDED).increment(entries as u64);
+                metrics::counter!(crate::metrics::BATCHES).increment(1);
+                metrics::counter!(crate::metrics::BYTES_WRITTEN).increment(g.buf.len() as u64);
+                metrics::histogram!(crate::metrics::BATCH_RECORDS).record(f64::from(g.count));
+                metrics::histogram!(crate::metrics::BATCH_BYTES).record(g.buf.len() as f64);
                 for (done, v, _) in g.ok {
                     let _ = done.send(Ok(v));
                 }
@@ -569,11 +574,14 @@ impl Writer {
             return Err(e);
         }
         if self.durability == Durability::SyncData {
+            let started = std::time::Instant::now();
             if let Err(e) = file.sync_data() {
                 let e = LogError::io("fdatasync segment", &path, e);
                 self.poison("fsync", &e);
                 return Err(e);
             }
+            metrics::histogram!(crate::metrics::FSYNC_SECONDS)
+                .record(started.elapsed().as_secs_f64());
             self.shared.stats.fsyncs.fetch_add(1, Ordering::Relaxed);
         }
         self.shared

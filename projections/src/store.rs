@@ -460,6 +460,35 @@ impl ProjectionStore {
         Ok(out)
     }
 
+    /// At most `limit` committed `(key, value)`s of a table whose key starts with `prefix`,
+    /// from the first key *after* `after` (from the prefix's start when `None`), in key order:
+    /// one page of a scan that callers holding a lock can take in small steps.
+    pub fn scan_prefix_page(
+        &self,
+        table: &str,
+        prefix: &[u8],
+        after: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        let cf = self.table_cf(table)?;
+        let start = after.filter(|a| *a >= prefix).unwrap_or(prefix);
+        let mut out = Vec::new();
+        for item in self
+            .db
+            .iterator_cf(cf, IteratorMode::From(start, Direction::Forward))
+        {
+            let (key, value) = item.map_err(db_error(&self.path, "iterate"))?;
+            if !key.starts_with(prefix) || out.len() >= limit {
+                break;
+            }
+            if after.is_some_and(|a| &key[..] <= a) {
+                continue;
+            }
+            out.push((key.into_vec(), value.into_vec()));
+        }
+        Ok(out)
+    }
+
     /// Every committed `(key, value)` of a table in key order, streamed from one consistent
     /// view taken when this is called (memory stays bounded however large the table is). Used
     /// to find where two stores differ (the audit merges two such scans).

@@ -17,6 +17,7 @@
 //!   and membership, the write path;
 //! * [`http`] — the node's HTTP API (axum);
 //! * [`paths`] — where things live inside a node's data directory;
+//! * [`metrics`] — every metric's name and the Prometheus exporter behind `GET /metrics`;
 //! * [`telemetry`] — tracing set-up (text or JSON on stderr).
 #![deny(clippy::unwrap_used)]
 
@@ -29,6 +30,7 @@ pub mod fsutil;
 pub mod hex;
 pub mod http;
 pub mod identity;
+pub mod metrics;
 pub mod net;
 pub mod node;
 pub mod paths;

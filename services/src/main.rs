@@ -48,6 +48,8 @@ enum Command {
     Rm(cli::blob::RmArgs),
     /// Print the node's PeerId (its identity is created by the first `serve`).
     Id(IdArgs),
+    /// A running member's committed log as events, one line each (live with --follow).
+    Events(cli::events::EventsArgs),
     /// The cluster's peers, best reputation first, each score with its explanation.
     Peers(cli::peers::PeersArgs),
     /// Documents (Automerge, offline-first): create, get, put JSON, list.
@@ -103,6 +105,8 @@ enum BenchCommand {
     /// The offline audit on a generated log: CRC + chain events/s, signature checks/s,
     /// projection rebuild events/s, peak RSS.
     Audit(hearth_services::bench::audit_bench::BenchAuditArgs),
+    /// Commit → delivery latency of a live `GET /v1/events` consumer at a fixed write rate.
+    Stream(hearth_services::bench::stream_bench::BenchStreamArgs),
 }
 
 fn main() {
@@ -131,6 +135,7 @@ fn main() {
         Command::Peers(args) => cli::peers::run(args, &mut out),
         Command::Doc(cmd) => cli::doc::run(cmd, &mut out),
         Command::Device(cmd) => cli::doc::run_device(cmd, &mut out),
+        Command::Events(args) => cli::events::run(args, &mut out),
         Command::Audit(args) => cli::audit::run(args, &mut out),
         Command::Replay(args) => cli::replay::run(args, &mut out),
         Command::Log(LogCommand::Verify(args)) => cli::log_verify::run(args, &mut out),
@@ -150,6 +155,9 @@ fn main() {
         }
         Command::Bench(BenchCommand::Audit(args)) => {
             hearth_services::bench::audit_bench::run_audit_bench(args, &mut out)
+        }
+        Command::Bench(BenchCommand::Stream(args)) => {
+            hearth_services::bench::stream_bench::run_stream(args, &mut out)
         }
     };
     let result = result.and_then(|()| out.flush().map_err(Into::into));

@@ -4,7 +4,8 @@
 //! reports its figures both absolute and as a ratio to that baseline. `hearth bench log` then
 //! sweeps closed-loop client counts over a fresh log each ([`log_bench`]), replays the largest
 //! run ([`replay`]) and prints a table or one JSON object ([`report`]). `hearth bench audit`
-//! ([`audit_bench`]) times the offline audit's phases on a generated log.
+//! ([`audit_bench`]) times the offline audit's phases on a generated log; `hearth bench stream`
+//! ([`stream_bench`]) the commit → delivery latency of the live event stream.
 
 pub mod audit_bench;
 pub mod blobs_bench;
@@ -16,6 +17,7 @@ pub mod replay;
 pub mod replication_bench;
 pub mod report;
 pub mod rss;
+pub mod stream_bench;
 
 use anyhow::Context as _;
 use bytes::Bytes;

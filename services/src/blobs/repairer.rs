@@ -157,6 +157,11 @@ impl Repairer {
         (repairer, task)
     }
 
+    /// Jobs queued and not yet taken by the worker.
+    pub fn queued(&self) -> usize {
+        self.tx.max_capacity() - self.tx.capacity()
+    }
+
     /// Hands over what a read of `manifest`'s blob found; never blocks.
     pub fn submit(&self, manifest: &Manifest, report: ReadReport) {
         let mut missing = Vec::new();

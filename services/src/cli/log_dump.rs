@@ -154,8 +154,9 @@ pub fn run(args: &DumpArgs, out: &mut dyn Write) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// One printed line's worth of a record: a raft entry of its own, or one event.
-enum Item {
+/// One printed line's worth of a record: a raft entry of its own, or one event (also what
+/// `GET /v1/events` streams, one SSE event each).
+pub enum Item {
     /// A raft blank entry (a new leader's first).
     Blank,
     /// A raft membership change: voter sets and learners, by raft node id.
@@ -173,7 +174,7 @@ enum Item {
 }
 
 /// The items of one record, in order.
-fn items(rec: &Record) -> Vec<Item> {
+pub fn items(rec: &Record) -> Vec<Item> {
     let event = |position: Option<u32>, payload: &Bytes| Item::Event {
         position,
         len: payload.len(),
@@ -209,7 +210,7 @@ fn items(rec: &Record) -> Vec<Item> {
 
 impl Item {
     /// The kind as the dump prints it (JSON spelling).
-    fn kind(&self) -> &'static str {
+    pub fn kind(&self) -> &'static str {
         match self {
             Item::Blank => crate::audit::events::KIND_RAFT_BLANK,
             Item::Membership { .. } => crate::audit::events::KIND_RAFT_MEMBERSHIP,
@@ -223,7 +224,7 @@ impl Item {
     }
 
     /// The decoded event, if this is one that decodes.
-    fn envelope(&self) -> Option<&Envelope> {
+    pub fn envelope(&self) -> Option<&Envelope> {
         match self {
             Item::Event {
                 decoded: Ok(env), ..
@@ -233,7 +234,12 @@ impl Item {
     }
 
     /// The JSON line.
-    fn json(&self, rec: &Record) -> String {
+    pub fn json(&self, rec: &Record) -> String {
+        self.json_value(rec).to_string()
+    }
+
+    /// The JSON line as a value.
+    pub fn json_value(&self, rec: &Record) -> serde_json::Value {
         let mut v = json!({
             "index": rec.index,
             "term": rec.term,
@@ -263,11 +269,11 @@ impl Item {
                 }
             }
         }
-        v.to_string()
+        v
     }
 
     /// The text line: `index[.position] term kind origin summary`.
-    fn text(&self, rec: &Record) -> String {
+    pub fn text(&self, rec: &Record) -> String {
         let redacted = if rec.redacted { " [redacted]" } else { "" };
         match self {
             Item::Blank => format!(

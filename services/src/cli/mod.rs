@@ -19,6 +19,7 @@ pub mod cluster;
 pub mod doc;
 pub mod dump_filter;
 pub mod event_json;
+pub mod events;
 pub mod id;
 pub mod log_dump;
 pub mod log_verify;

@@ -74,6 +74,10 @@ pub struct ServeArgs {
     /// Most blob uploads in flight before the node answers 503 [default: 64].
     #[arg(long, env = "HEARTH_MAX_BLOB_PUTS")]
     pub max_blob_puts: Option<usize>,
+    /// Applied entries buffered for live `GET /v1/events` streams; a consumer further behind
+    /// is dropped with its resume point [default: 1024].
+    #[arg(long, env = "HEARTH_EVENTS_BUFFER")]
+    pub events_buffer: Option<usize>,
     /// Bytes of verified stripes kept in memory for reads; 0 turns the cache off
     /// [default: 67108864 (64 MiB)].
     #[arg(long, env = "HEARTH_CACHE_BYTES")]
@@ -114,6 +118,7 @@ struct FileConfig {
     max_blob_bytes: Option<u64>,
     disk_reserve: Option<u64>,
     max_blob_puts: Option<usize>,
+    events_buffer: Option<usize>,
     cache_bytes: Option<u64>,
     scrub_bytes_per_s: Option<u64>,
     #[serde(default, with = "humantime_serde_opt")]
@@ -195,6 +200,9 @@ impl ServeArgs {
         }
         if let Some(n) = self.max_blob_puts.or(file.max_blob_puts) {
             s.max_blob_puts = n;
+        }
+        if let Some(n) = self.events_buffer.or(file.events_buffer) {
+            s.events_buffer = n;
         }
         if let Some(n) = self.cache_bytes.or(file.cache_bytes) {
             s.cache_bytes = n;

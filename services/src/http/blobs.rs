@@ -210,6 +210,7 @@ pub(super) async fn put_blob(
         while let Some(piece) = stream.next().await {
             let piece =
                 piece.map_err(|e| ApiError::bad_request(format!("reading the body: {e}")))?;
+            metrics::counter!(crate::metrics::BLOB_BYTES_IN).increment(piece.len() as u64);
             data.extend_from_slice(&piece);
             if data.len() as u64 > size {
                 break;
@@ -368,6 +369,7 @@ where
     while let Some(piece) = stream.next().await {
         match piece {
             Ok(piece) => {
+                metrics::counter!(crate::metrics::BLOB_BYTES_IN).increment(piece.len() as u64);
                 if tx.send(piece).await.is_err() {
                     break; // the writer stopped: its error is reported below
                 }
@@ -446,6 +448,7 @@ pub(super) async fn get_blob(
     if method == Method::HEAD {
         return Ok((status, resp_headers).into_response());
     }
+    metrics::counter!(crate::metrics::BLOB_BYTES_OUT).increment(want.end - want.start);
     let body = if let Some(inline) = &record.inline_data {
         if blake3::hash(inline).as_bytes() != &hash {
             return Err(internal("the blob's stored bytes do not match its hash"));

@@ -5,6 +5,8 @@
 //! | `GET /healthz` | 200 while the process serves |
 //! | `GET /readyz` | 200 when a leader is known and everything committed is applied, else 503 |
 //! | `POST /v1/events` | body: a prost-encoded `hearth.v1.Envelope`; 201 [`WriteReply`] once committed and applied |
+//! | `GET /v1/events?from=N&kind=K&follow=B` | the log as Server-Sent Events, catch-up then live: see [`events_stream`] |
+//! | `GET /metrics` | Prometheus text format: see [`crate::metrics`] |
 //! | `PUT /v1/blobs`, `GET`/`HEAD`/`DELETE /v1/blobs/{hash}`, `GET /v1/blobs/{hash}/status` | blobs: see [`blobs`] |
 //! | `/v1/docs…`, `/v1/admin/devices…` | documents and device pairing: see [`docs`] |
 //! | `GET /v1/admin/cluster` | [`ClusterStatus`] (the leader's view when reachable) |
@@ -20,6 +22,8 @@
 
 pub mod blobs;
 pub mod docs;
+pub mod events_stream;
+pub mod metrics;
 pub mod peers;
 
 use crate::node::api::{
@@ -102,7 +106,8 @@ pub fn router(node: Node) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
-        .route("/v1/events", post(write_event))
+        .route("/v1/events", post(write_event).get(events_stream::stream))
+        .route("/metrics", get(metrics::scrape))
         .route(
             "/v1/blobs",
             put(blobs::put_blob).layer(DefaultBodyLimit::disable()),
@@ -127,6 +132,7 @@ pub fn router(node: Node) -> Router {
         .route("/v1/admin/log/{index}", get(log_entry))
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(MAX_EVENT_BYTES + 1))
+        .layer(axum::middleware::from_fn(metrics::track))
         .with_state(node)
 }
 

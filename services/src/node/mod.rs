@@ -28,7 +28,9 @@ pub mod cluster_file;
 pub mod cluster_read;
 pub mod doc_ops;
 mod error;
+pub mod event_feed;
 pub mod forward;
+pub mod gauges;
 pub mod network;
 pub mod peer_list;
 pub mod peers;
@@ -154,6 +156,8 @@ struct Inner {
     /// Documents: actor, write locks, sync sessions.
     docs: crate::docs::DocRuntime,
     client: reqwest::Client,
+    /// Applied entries for `GET /v1/events`.
+    feed: event_feed::EventFeed,
     tasks: Mutex<Vec<JoinHandle<()>>>,
     report: StartReport,
 }
@@ -201,6 +205,7 @@ impl Node {
     /// (already bound by the caller). See the module docs for the steps.
     pub async fn start(settings: NodeSettings, http_addr: SocketAddr) -> Result<Node, NodeError> {
         settings.validate().map_err(NodeError::Config)?;
+        crate::metrics::install(); // once per process; the log's metrics start at recovery
         let data = settings.data_dir.clone();
         std::fs::create_dir_all(&data).map_err(|e| NodeError::io(&data, e))?;
         let (identity, _created) =
@@ -361,6 +366,7 @@ impl Node {
                 seq: AtomicU64::new(now_ms() * 1000),
                 redacted_through: AtomicU64::new(0),
                 docs: crate::docs::DocRuntime::new(&peer_id.to_bytes()),
+                feed: event_feed::EventFeed::new(settings.events_buffer),
                 settings,
                 peer_id,
                 signing,
@@ -409,6 +415,8 @@ impl Node {
         node.inner.net.set_observer(observer).await?;
         node.spawn(peers::peer_watcher(node.clone(), observations));
         node.spawn(peer_list::peer_list_saver(node.clone()));
+        node.spawn(event_feed::feed_task(node.clone()));
+        node.spawn(gauges::sampler(node.clone()));
         if let Some(reply) = joined {
             if !node.inner.settings.learner {
                 node.spawn(promote_self(node.clone(), reply));

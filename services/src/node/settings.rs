@@ -64,6 +64,9 @@ pub struct NodeSettings {
     pub disk_reserve: u64,
     /// Most blob uploads in flight on this node; beyond, the API answers 503.
     pub max_blob_puts: usize,
+    /// Applied entries the live event stream buffers; a `GET /v1/events` consumer further
+    /// behind is dropped with its resume point.
+    pub events_buffer: usize,
     /// Bytes of verified stripes kept in memory for reads (0: no cache).
     pub cache_bytes: u64,
     /// Shard directories no committed event references (a crash between their fsync and the
@@ -110,6 +113,7 @@ impl NodeSettings {
             disk_reserve: 256 << 20,
             orphan_grace: Duration::from_secs(600),
             max_blob_puts: 64,
+            events_buffer: super::event_feed::DEFAULT_BUFFER,
             cache_bytes: 64 << 20,
             scrub_bytes_per_s: 16 << 20,
             scrub_every: Duration::from_secs(24 * 3600),
@@ -152,6 +156,9 @@ impl NodeSettings {
             return Err(format!(
                 "max-inflight must be at least 1 and max-inflight-bytes at least {MAX_EVENT_BYTES}"
             ));
+        }
+        if self.events_buffer == 0 {
+            return Err("events-buffer must be at least 1".into());
         }
         if self.max_blob_puts == 0 {
             return Err("max-blob-puts must be at least 1".into());
