@@ -22,10 +22,12 @@
 //! earlier entries commit share the next raft entry). What this module is **not**: HTTP (see [`crate::http`]) or argument parsing.
 
 pub mod api;
+mod audit_ops;
 pub mod batcher;
 mod blob_ops;
 pub mod cluster_file;
 pub mod cluster_read;
+pub mod data_format;
 mod error;
 pub mod forward;
 pub mod network;
@@ -153,6 +155,7 @@ struct Inner {
     client: reqwest::Client,
     tasks: Mutex<Vec<JoinHandle<()>>>,
     report: StartReport,
+    audits: crate::audit::online::Audits,
 }
 
 /// How long start-up waits for an answer to a join.
@@ -200,6 +203,7 @@ impl Node {
         settings.validate().map_err(NodeError::Config)?;
         let data = settings.data_dir.clone();
         std::fs::create_dir_all(&data).map_err(|e| NodeError::io(&data, e))?;
+        data_format::check_before_start(&data)?;
         let (identity, _created) =
             NodeIdentity::load_or_create(&data).map_err(|e| NodeError::Config(e.to_string()))?;
         let peer_id = identity.peer_id();
@@ -236,6 +240,7 @@ impl Node {
         )
         .await?;
         let sm = open_state_machine(&data, store.log())?;
+        data_format::record_projections(&data)?;
         let shards = crate::blobs::ShardStore::open(crate::paths::shards_dir(&data))?;
         {
             let s = store.clone();
@@ -370,6 +375,7 @@ impl Node {
                 client,
                 tasks: Mutex::new(Vec::new()),
                 report: StartReport { how, torn_tail },
+                audits: Default::default(),
             }),
         };
         inbound.set(
