@@ -129,9 +129,9 @@ const SM_META: &str = "raft-sm.meta";
 const CURRENT_SNAPSHOT: &str = "current.snapshot";
 
 /// Magic of `raft-sm.meta`.
-const SM_META_MAGIC: [u8; 8] = *b"HRTHSMM\0";
+pub const SM_META_MAGIC: [u8; 8] = *b"HRTHSMM\0";
 /// Format version of `raft-sm.meta` (body: JSON of [`SmMeta`]).
-const SM_META_VERSION: u32 = 1;
+pub const SM_META_VERSION: u32 = 1;
 
 /// Tells the snapshot builder the log's chain hash through an index (see
 /// [`ProjectionStateMachine::set_chain_head_source`]).
@@ -311,6 +311,17 @@ pub fn committed_entry_of_record(rec: &hearth_log::Record) -> Result<CommittedEn
 /// `hearth status --data-dir`), which open it read-only.
 pub fn store_dir(dir: &Path) -> PathBuf {
     dir.join(STATE).join(STORE)
+}
+
+/// `raft-sm.meta` of the live state inside a state machine directory: `dir/state/raft-sm.meta`
+/// (a sealed file: [`SM_META_MAGIC`], version [`SM_META_VERSION`], …).
+pub fn sm_meta_path(dir: &Path) -> PathBuf {
+    dir.join(STATE).join(SM_META)
+}
+
+/// The current snapshot stream inside a state machine directory: `dir/state/current.snapshot`.
+pub fn current_snapshot_path(dir: &Path) -> PathBuf {
+    dir.join(STATE).join(CURRENT_SNAPSHOT)
 }
 
 /// The lock file a running state machine holds (flock, exclusive) in its directory:

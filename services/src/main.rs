@@ -64,6 +64,9 @@ enum Command {
     /// Offline: rebuild the projections as they stood at a log index or time into a new
     /// directory, for `status --data-dir` and other read-only queries.
     Replay(cli::replay::ReplayArgs),
+    /// Offline: upgrade a stopped node's data directory to this build's format (backup first;
+    /// --dry-run only reports the plan).
+    Migrate(cli::migrate::MigrateArgs),
     /// Inspect a node's write-ahead log.
     #[command(subcommand)]
     Log(LogCommand),
@@ -138,6 +141,7 @@ fn main() {
         Command::Events(args) => cli::events::run(args, &mut out),
         Command::Audit(args) => cli::audit::run(args, &mut out),
         Command::Replay(args) => cli::replay::run(args, &mut out),
+        Command::Migrate(args) => cli::migrate::run(args, &mut out),
         Command::Log(LogCommand::Verify(args)) => cli::log_verify::run(args, &mut out),
         Command::Log(LogCommand::Dump(args)) => cli::log_dump::run(args, &mut out),
         Command::Bench(BenchCommand::Log(args)) => hearth_services::bench::run_log(args, &mut out),

@@ -1,15 +1,16 @@
-//! Where things live inside a node's data directory. Every path is derived here, in one place.
+//! Where things live inside a node's data directory. Every path is derived here, in one place,
+//! from the names `hearth_migrations::layout` gives (format checks look at the same files).
 
 use std::path::{Path, PathBuf};
 
 /// The write-ahead log's directory inside a node's data directory: `DATA_DIR/log`.
 pub fn log_dir(data_dir: &Path) -> PathBuf {
-    data_dir.join("log")
+    hearth_migrations::layout::log_dir(data_dir)
 }
 
 /// The projection state machine's directory (RocksDB store, snapshots): `DATA_DIR/state`.
 pub fn state_dir(data_dir: &Path) -> PathBuf {
-    data_dir.join("state")
+    hearth_migrations::layout::state_dir(data_dir)
 }
 
 /// The projection store (RocksDB) inside a node's data directory: `DATA_DIR/state/state/store`
@@ -20,12 +21,17 @@ pub fn projection_store_dir(data_dir: &Path) -> PathBuf {
 
 /// The node's shard files: `DATA_DIR/shards`.
 pub fn shards_dir(data_dir: &Path) -> PathBuf {
-    data_dir.join("shards")
+    data_dir.join(hearth_migrations::layout::SHARDS_DIR)
+}
+
+/// The data directory's format manifest: `DATA_DIR/format.json` (see `hearth_migrations`).
+pub fn format_file(data_dir: &Path) -> PathBuf {
+    hearth_migrations::layout::format_file(data_dir)
 }
 
 /// The node's identity key (ed25519, mode 0600): `DATA_DIR/identity.key`.
 pub fn identity_path(data_dir: &Path) -> PathBuf {
-    data_dir.join("identity.key")
+    data_dir.join(hearth_migrations::layout::IDENTITY_KEY)
 }
 
 #[cfg(test)]

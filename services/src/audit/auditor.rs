@@ -12,7 +12,7 @@
 //! Nothing in the data directory changes; the scratch directory is removed on every way out.
 
 use super::compare;
-use super::events::scan_events;
+use super::events::scan_events_through;
 use super::offline::OfflineDir;
 use super::progress::Progress;
 use super::rebuild::{rebuild, Rebuilt, Until};
@@ -20,7 +20,7 @@ use super::report::{
     Applied, AuditReport, EventSummary, LogSummary, PhaseTiming, ProjectionSummary,
     SignatureSummary,
 };
-use super::verify::verify_log;
+use super::verify::verify_log_through;
 use crate::hex;
 use anyhow::Context as _;
 use hearth_log::Verification;
@@ -63,19 +63,35 @@ pub fn audit(
     let dir = OfflineDir::lock(data_dir)?;
     let log = dir.open_log()?;
     let live = dir.open_store()?;
+    audit_store(&log, &live, data_dir, None, opts, threads, progress)
+}
+
+/// The four phases on an open log and a live store (or a checkpoint of one); `through` bounds
+/// the entries read (the online audit passes the index its checkpoint applied; `None`: every
+/// entry, as the offline audit does). `threads` ≥ 1.
+pub fn audit_store(
+    log: &hearth_log::Log,
+    live: &ProjectionStore,
+    data_dir: &Path,
+    through: Option<u64>,
+    opts: &AuditOptions,
+    threads: usize,
+    progress: &Progress,
+) -> anyhow::Result<AuditReport> {
     let live_applied = live.applied();
     let mut report = AuditReport {
         data_dir: data_dir.display().to_string(),
         ..AuditReport::default()
     };
+    let bound = through.unwrap_or(u64::MAX);
     let total = match (log.first_index(), log.last()) {
-        (Some(first), Some(last)) => last.index - first + 1,
+        (Some(first), Some(last)) => last.index.min(bound).saturating_sub(first) + 1,
         _ => 0,
     };
 
     // 1. verify
     let bar = progress.phase("verify", total);
-    let check = verify_log(&log, Verification::Full, threads, &|n| bar.inc(n))
+    let check = verify_log_through(log, bound, Verification::Full, threads, &|n| bar.inc(n))
         .with_context(|| format!("verify {}", log.dir().display()))?;
     bar.finish_and_clear();
     report.log = LogSummary {
@@ -101,7 +117,7 @@ pub fn audit(
 
     // 2. events and signatures
     let bar = progress.phase("events", total);
-    let scan = scan_events(&log, threads, &|n| bar.inc(n))?;
+    let scan = scan_events_through(log, bound, threads, &|n| bar.inc(n))?;
     bar.finish_and_clear();
     report.events = EventSummary {
         entries: scan.entries,
@@ -163,7 +179,7 @@ pub fn audit(
                     let todo = index.saturating_sub(log.first_index().unwrap_or(index)) + 1;
                     let bar = progress.phase("rebuild", todo);
                     let r = rebuild(
-                        &log,
+                        log,
                         &store_dir,
                         crate::node::node_projections(),
                         Until::Index(index),

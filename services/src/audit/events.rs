@@ -94,6 +94,16 @@ struct Checked {
 /// Reads every entry of `log` in order; see the module docs. An entry that is not a raft
 /// entry is an error naming its index (exit code 2: the node could not have applied it).
 pub fn scan_events(log: &Log, threads: usize, tick: Tick<'_>) -> anyhow::Result<EventScan> {
+    scan_events_through(log, u64::MAX, threads, tick)
+}
+
+/// [`scan_events`] of the entries up to `through` (inclusive).
+pub fn scan_events_through(
+    log: &Log,
+    through: u64,
+    threads: usize,
+    tick: Tick<'_>,
+) -> anyhow::Result<EventScan> {
     let start = Instant::now();
     let threads = threads.max(1);
     let (tx, rx) = sync_channel::<Vec<Job>>(threads * 4);
@@ -109,7 +119,7 @@ pub fn scan_events(log: &Log, threads: usize, tick: Tick<'_>) -> anyhow::Result<
                 s.spawn(move || worker(&rx))
             })
             .collect();
-        let read = read_all(log, &mut scan, tx, tick);
+        let read = read_all(log, through, &mut scan, tx, tick);
         let workers: Vec<std::thread::Result<Checked>> =
             workers.into_iter().map(|h| h.join()).collect();
         (read, workers)
@@ -131,6 +141,7 @@ pub fn scan_events(log: &Log, threads: usize, tick: Tick<'_>) -> anyhow::Result<
 /// at the end (or on error) lets the workers finish.
 fn read_all(
     log: &Log,
+    through: u64,
     scan: &mut EventScan,
     tx: std::sync::mpsc::SyncSender<Vec<Job>>,
     tick: Tick<'_>,
@@ -139,7 +150,7 @@ fn read_all(
     let mut chunk: Vec<Job> = Vec::with_capacity(CHUNK);
     let mut unticked = 0;
     let mut failed: Option<anyhow::Error> = None;
-    log.scan_with(.., Verification::Crc, |rec| {
+    log.scan_with(..=through, Verification::Crc, |rec| {
         let entry = match hearth_raft::codec::decode_record(&rec) {
             Ok(entry) => entry,
             Err(e) => {

@@ -13,9 +13,11 @@
 //! Replay is phase 3 alone, up to an index or a log time, into a directory laid out like a
 //! node's so the read-only CLI can query it.
 //!
-//! What it is **not**: an online audit of a running node (that needs a consistent snapshot of
-//! a live store, `POST /v1/admin/audit`, not built yet), and not a repair tool — it changes
-//! nothing and only reports. Memory stays bounded: entries stream, the only per-blob state is
+//! The online audit ([`online`], `POST /v1/admin/audit`) runs the same phases on a running
+//! node: on a RocksDB checkpoint of its store at an applied index A and the log through A,
+//! while writes go on.
+//!
+//! What it is **not**: a repair tool — it changes nothing and only reports. Memory stays bounded: entries stream, the only per-blob state is
 //! the [`manifest_book::ManifestBook`].
 
 pub mod auditor;
@@ -23,6 +25,7 @@ pub mod compare;
 pub mod events;
 pub mod manifest_book;
 pub mod offline;
+pub mod online;
 pub mod progress;
 pub mod rebuild;
 pub mod replay;

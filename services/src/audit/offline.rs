@@ -23,12 +23,13 @@ pub struct OfflineDir {
 }
 
 impl OfflineDir {
-    /// Checks `data_dir` exists and takes the node's locks shared. Fails with one line naming
-    /// the lock when a node is running on it.
+    /// Checks `data_dir` exists and is not of a newer format than this build reads, and takes
+    /// the node's locks shared. Fails with one line naming the lock when a node is running on it.
     pub fn lock(data_dir: &Path) -> anyhow::Result<OfflineDir> {
         if !data_dir.is_dir() {
             anyhow::bail!("data directory {} does not exist", data_dir.display());
         }
+        hearth_migrations::check_readable(data_dir)?;
         let mut locks = Vec::new();
         for path in [
             crate::paths::log_dir(data_dir).join(hearth_log::format::LOCK_NAME),

@@ -53,6 +53,18 @@ pub fn verify_log(
     threads: usize,
     tick: Tick<'_>,
 ) -> Result<ChainCheck, LogError> {
+    verify_log_through(log, u64::MAX, level, threads, tick)
+}
+
+/// [`verify_log`] of the entries up to `through` (inclusive): the online audit's fixed range
+/// while writes go on after it.
+pub fn verify_log_through(
+    log: &Log,
+    through: u64,
+    level: Verification,
+    threads: usize,
+    tick: Tick<'_>,
+) -> Result<ChainCheck, LogError> {
     let start = Instant::now();
     let (Some(first), Some(last)) = (log.first_index(), log.last()) else {
         return Ok(ChainCheck {
@@ -60,7 +72,14 @@ pub fn verify_log(
             ..ChainCheck::default()
         });
     };
-    let n = last.index - first + 1;
+    let last = last.index.min(through);
+    if last < first {
+        return Ok(ChainCheck {
+            threads: 1,
+            ..ChainCheck::default()
+        });
+    }
+    let n = last - first + 1;
     let threads = (threads.max(1) as u64).min(n);
     let parts: Vec<Result<Part, LogError>> = std::thread::scope(|s| {
         let handles: Vec<_> = (0..threads)

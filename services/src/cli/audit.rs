@@ -1,5 +1,6 @@
 //! `hearth audit --data-dir DIR [--json]`: the offline audit of a stopped node (see
-//! [`crate::audit`]). Prints the report (text, or one JSON object with `--json`) on stdout,
+//! [`crate::audit`]); with `--api URL`, the online audit of a running one
+//! ([`super::audit_api`]). Prints the report (text, or one JSON object with `--json`) on stdout,
 //! progress bars on stderr when it is a terminal, and exits with the report's code.
 
 use crate::audit::{audit, AuditOptions, Progress};
@@ -10,7 +11,10 @@ use std::path::PathBuf;
 #[derive(Debug, Clone, clap::Args)]
 #[command(after_help = "\
 The node must be stopped: the audit takes the log's and the state machine's locks shared, \
-opens both read-only and changes nothing in DATA_DIR.
+opens both read-only and changes nothing in DATA_DIR. To audit a running node instead, use \
+--api URL: the node checkpoints its projection store at an applied index A and audits the log \
+through A in the background while writes go on (POST /v1/admin/audit, then GET \
+/v1/admin/audit/ID until done); the exit codes are the same.
 
 Phases: (1) every record's CRC, the whole hash chain and every payload hash (redacted records \
 by their kept hash), on every core; (2) every event decoded and counted by kind, every \
@@ -37,13 +41,29 @@ pub struct AuditArgs {
     /// system's temporary directory, $TMPDIR).
     #[arg(long, env = "HEARTH_SCRATCH_DIR")]
     pub scratch_dir: Option<PathBuf>,
-    /// Threads for verifying and checking signatures (default: one per core).
+    /// Threads for verifying and checking signatures (default: one per core; online: 1).
     #[arg(long, default_value_t = 0)]
     pub threads: usize,
+    /// Audit a *running* node instead, over HTTP (its URL): `POST /v1/admin/audit` on a
+    /// consistent snapshot while writes go on, then poll for the report.
+    #[arg(long, value_name = "URL")]
+    pub api: Option<String>,
+    /// Admin token for --api (needed when the node's HTTP listener is not on loopback).
+    #[arg(long, env = "HEARTH_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<String>,
 }
 
 /// Run `hearth audit`, writing the report to `out`.
 pub fn run(args: &AuditArgs, out: &mut dyn Write) -> anyhow::Result<()> {
+    if let Some(api) = &args.api {
+        return super::audit_api::run(
+            api,
+            args.admin_token.as_deref(),
+            args.threads,
+            args.json,
+            out,
+        );
+    }
     let opts = AuditOptions {
         threads: args.threads,
         scratch_parent: args.scratch_dir.clone(),

@@ -193,6 +193,7 @@ pub fn recover(args: &RecoverArgs, out: &mut dyn Write) -> anyhow::Result<()> {
         );
     }
     let data = &args.data_dir;
+    hearth_migrations::check_for_offline_write(data)?;
     let identity = NodeIdentity::load(data)?.ok_or_else(|| {
         anyhow!(
             "{} has no identity key: not a node's data directory",

@@ -14,6 +14,7 @@
 //! with its code after printing its report.
 
 pub mod audit;
+pub mod audit_api;
 pub mod blob;
 pub mod cluster;
 pub mod doc;
@@ -23,6 +24,7 @@ pub mod events;
 pub mod id;
 pub mod log_dump;
 pub mod log_verify;
+pub mod migrate;
 pub mod peers;
 pub mod replay;
 pub mod serve;
@@ -92,11 +94,13 @@ pub fn is_broken_pipe(err: &anyhow::Error) -> bool {
 }
 
 /// Open the log of the node data directory `data_dir` read-only, after checking that the
-/// directory and its log exist (so a typo gives a clear message rather than an empty log).
+/// directory and its log exist (so a typo gives a clear message rather than an empty log) and
+/// that its format is not newer than this build's (`hearth_migrations::check_readable`).
 pub fn open_log_read_only(data_dir: &Path) -> anyhow::Result<Log> {
     if !data_dir.is_dir() {
         anyhow::bail!("data directory {} does not exist", data_dir.display());
     }
+    hearth_migrations::check_readable(data_dir)?;
     let dir = crate::paths::log_dir(data_dir);
     if !dir.is_dir() {
         anyhow::bail!(

@@ -15,11 +15,13 @@
 //! | `POST /v1/admin/remove` | [`RemoveRequest`] → [`ClusterStatus`] (leader; forwarded there) |
 //! | `GET /v1/admin/node` | [`NodeInfo`]: this node's log range, head, applied index, digests |
 //! | `GET /v1/admin/log/{index}` | [`EntryInfo`] of one entry of this node's log |
+//! | `POST /v1/admin/audit`, `GET /v1/admin/audit/{id}` | the online audit of this node: see [`audit`] |
 //!
 //! Every error is a JSON [`ErrorBody`] with a 4xx/5xx status; 503 answers carry `Retry-After`.
 //! When the listener is not on loopback, admin routes need `Authorization: Bearer ADMIN_TOKEN`
 //! and writes (events, blob PUT and DELETE) the API token or the admin token; reads need none.
 
+pub mod audit;
 pub mod blobs;
 pub mod docs;
 pub mod events_stream;
@@ -130,6 +132,8 @@ pub fn router(node: Node) -> Router {
         .route("/v1/admin/remove", post(remove))
         .route("/v1/admin/node", get(node_info))
         .route("/v1/admin/log/{index}", get(log_entry))
+        .route("/v1/admin/audit", post(audit::start))
+        .route("/v1/admin/audit/{id}", get(audit::status))
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(MAX_EVENT_BYTES + 1))
         .layer(axum::middleware::from_fn(metrics::track))

@@ -12,10 +12,10 @@ use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
 /// Format version of `cluster.json`.
-pub const CLUSTER_FILE_FORMAT: u32 = 1;
+pub const CLUSTER_FILE_FORMAT: u32 = hearth_migrations::versions::CLUSTER_FILE_FORMAT;
 
 /// The file's name inside the data directory.
-pub const CLUSTER_FILE: &str = "cluster.json";
+pub const CLUSTER_FILE: &str = hearth_migrations::layout::CLUSTER_FILE;
 
 /// What `cluster.json` holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -52,6 +52,9 @@ pub enum NodeError {
         /// The data directory.
         data_dir: String,
     },
+    /// The data directory's format is not this build's (see `hearth_migrations`).
+    #[error("{0}")]
+    Format(#[from] hearth_migrations::FormatError),
     /// A setting is invalid.
     #[error("invalid setting: {0}")]
     Config(String),

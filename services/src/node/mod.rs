@@ -22,11 +22,13 @@
 //! earlier entries commit share the next raft entry). What this module is **not**: HTTP (see [`crate::http`]) or argument parsing.
 
 pub mod api;
+mod audit_ops;
 pub mod batcher;
 mod blob_ops;
 pub mod cluster_file;
 pub mod cluster_read;
 pub mod doc_ops;
+pub mod data_format;
 mod error;
 pub mod event_feed;
 pub mod forward;
@@ -160,6 +162,7 @@ struct Inner {
     feed: event_feed::EventFeed,
     tasks: Mutex<Vec<JoinHandle<()>>>,
     report: StartReport,
+    audits: crate::audit::online::Audits,
 }
 
 /// How long start-up waits for an answer to a join.
@@ -208,6 +211,7 @@ impl Node {
         crate::metrics::install(); // once per process; the log's metrics start at recovery
         let data = settings.data_dir.clone();
         std::fs::create_dir_all(&data).map_err(|e| NodeError::io(&data, e))?;
+        data_format::check_before_start(&data)?;
         let (identity, _created) =
             NodeIdentity::load_or_create(&data).map_err(|e| NodeError::Config(e.to_string()))?;
         let peer_id = identity.peer_id();
@@ -244,6 +248,7 @@ impl Node {
         )
         .await?;
         let sm = open_state_machine(&data, store.log())?;
+        data_format::record_projections(&data)?;
         let shards = crate::blobs::ShardStore::open(crate::paths::shards_dir(&data))?;
         {
             let s = store.clone();
@@ -380,6 +385,7 @@ impl Node {
                 client,
                 tasks: Mutex::new(Vec::new()),
                 report: StartReport { how, torn_tail },
+                audits: Default::default(),
             }),
         };
         inbound.set(

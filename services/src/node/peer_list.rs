@@ -19,7 +19,7 @@ pub const SAVE_EVERY: Duration = Duration::from_secs(60);
 pub const FORGET_AFTER: Duration = Duration::from_secs(7 * 24 * 3600);
 
 /// Version of the file's format.
-const VERSION: u32 = 1;
+const VERSION: u32 = hearth_migrations::versions::PEER_LIST_FORMAT;
 
 /// The file.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -45,7 +45,7 @@ pub struct KnownPeer {
 
 /// `DATA/peers.json`.
 pub fn path(data: &Path) -> PathBuf {
-    data.join("peers.json")
+    data.join(hearth_migrations::layout::PEER_LIST)
 }
 
 /// Reads the list: `Ok(None)` when there is none, `Err` (one line) when it is unreadable.
