@@ -131,8 +131,14 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let d = dir.path().join("data");
         let names = vec!["counts-1".to_string()];
-        assert_eq!(check_for_serve(&d, &names).expect("fresh"), ServeCheck::Created);
-        assert_eq!(check_for_serve(&d, &names).expect("again"), ServeCheck::Current);
+        assert_eq!(
+            check_for_serve(&d, &names).expect("fresh"),
+            ServeCheck::Created
+        );
+        assert_eq!(
+            check_for_serve(&d, &names).expect("again"),
+            ServeCheck::Current
+        );
 
         std::fs::remove_file(layout::format_file(&d)).expect("rm");
         std::fs::write(d.join(layout::CLUSTER_FILE), br#"{"format":1}"#).expect("write");
@@ -149,7 +155,9 @@ mod tests {
         m.store(&d).expect("store");
         let msg = check_for_serve(&d, &names).expect_err("newer").to_string();
         assert!(
-            msg.contains("newer hearth") && msg.contains("data dir format 2") && msg.contains("data dir format 1"),
+            msg.contains("newer hearth")
+                && msg.contains("data dir format 2")
+                && msg.contains("data dir format 1"),
             "{msg}"
         );
         assert!(check_readable(&d).is_err());

@@ -162,7 +162,10 @@ fn log_segment_version(data_dir: &Path) -> Result<FoundVersion, FormatError> {
             continue;
         }
         if head[..8] != hearth_log::format::SEGMENT_MAGIC {
-            return Err(FormatError::unreadable(&seg, "not a log segment (bad magic)"));
+            return Err(FormatError::unreadable(
+                &seg,
+                "not a log segment (bad magic)",
+            ));
         }
         return Ok(FoundVersion {
             version: Some(le_u32(&head[8..12])),
@@ -249,7 +252,12 @@ fn store_version(data_dir: &Path) -> Result<(FoundVersion, Vec<String>), FormatE
         Some(v) => decode_u32(&v).ok_or_else(|| {
             FormatError::unreadable(&dir, format!("`format_version` of {} bytes", v.len()))
         })?,
-        None => return Err(FormatError::unreadable(&dir, "no `format_version` in `meta`")),
+        None => {
+            return Err(FormatError::unreadable(
+                &dir,
+                "no `format_version` in `meta`",
+            ))
+        }
     };
     Ok((
         FoundVersion {
@@ -286,7 +294,10 @@ mod tests {
     fn classifies_directories() {
         let dir = tempfile::tempdir().expect("tempdir");
         let d = dir.path();
-        assert_eq!(dir_state(&d.join("missing")).expect("state"), DirState::Missing);
+        assert_eq!(
+            dir_state(&d.join("missing")).expect("state"),
+            DirState::Missing
+        );
         assert_eq!(dir_state(d).expect("state"), DirState::Fresh);
         fs::write(d.join(layout::IDENTITY_KEY), b"key").expect("write");
         fs::create_dir(d.join(layout::LOG_DIR)).expect("mkdir");
@@ -298,7 +309,10 @@ mod tests {
         fs::write(d.join(layout::CLUSTER_FILE), br#"{"format":1}"#).expect("write");
         assert_eq!(dir_state(d).expect("state"), DirState::PreManifest);
         FormatManifest::current(vec![]).store(d).expect("store");
-        assert!(matches!(dir_state(d).expect("state"), DirState::Manifest(_)));
+        assert!(matches!(
+            dir_state(d).expect("state"),
+            DirState::Manifest(_)
+        ));
     }
 
     #[test]
@@ -311,9 +325,16 @@ mod tests {
         let mut seg = hearth_log::format::SEGMENT_MAGIC.to_vec();
         seg.extend_from_slice(&1u32.to_le_bytes());
         seg.resize(4096, 0);
-        fs::write(d.join("log").join(hearth_log::format::segment_name(1)), &seg).expect("seg");
-        fs::write(d.join("log").join(hearth_log::format::segment_name(2)), [0u8; 4096])
-            .expect("unfinished seg");
+        fs::write(
+            d.join("log").join(hearth_log::format::segment_name(1)),
+            &seg,
+        )
+        .expect("seg");
+        fs::write(
+            d.join("log").join(hearth_log::format::segment_name(2)),
+            [0u8; 4096],
+        )
+        .expect("unfinished seg");
         let found = found_versions(d).expect("found");
         let v = |n: &str| found.components[n].version;
         assert_eq!(v("log_segment"), Some(1));

@@ -160,7 +160,10 @@ mod tests {
         assert_eq!(FormatManifest::load(dir.path()).expect("load"), None);
         let m = FormatManifest::current(vec!["counts-1".into()]);
         m.store(dir.path()).expect("store");
-        assert_eq!(FormatManifest::load(dir.path()).expect("load"), Some(m.clone()));
+        assert_eq!(
+            FormatManifest::load(dir.path()).expect("load"),
+            Some(m.clone())
+        );
         assert!(!dir.path().join("format.json.tmp").exists());
         assert_eq!(m.verdict(), Verdict::Current);
     }
@@ -179,7 +182,9 @@ mod tests {
 
         let mut m = FormatManifest::current(vec![]);
         m.components.insert("quantum_index".into(), 1);
-        assert!(matches!(m.verdict(), Verdict::Newer { what, .. } if what.contains("quantum_index")));
+        assert!(
+            matches!(m.verdict(), Verdict::Newer { what, .. } if what.contains("quantum_index"))
+        );
 
         let mut m = FormatManifest::current(vec![]);
         m.data_dir_format = 0;
@@ -194,7 +199,9 @@ mod tests {
             br#"{"data_dir_format": 7, "future": true}"#,
         )
         .expect("write");
-        let m = FormatManifest::load(dir.path()).expect("load").expect("some");
+        let m = FormatManifest::load(dir.path())
+            .expect("load")
+            .expect("some");
         assert_eq!(m.data_dir_format, 7);
         std::fs::write(format_file(dir.path()), b"{nope").expect("write");
         let e = FormatManifest::load(dir.path()).expect_err("garbage");

@@ -187,7 +187,14 @@ fn workload(signature: Signature, wait_redacted: bool) -> Fixture {
     let out = hearth(&["doc", "create", "--server", &url, "{\"topic\": \"audit\"}"]);
     assert!(out.status.success(), "doc create: {}", text(&out.stderr));
     let doc = text(&out.stdout).trim().to_string();
-    let out = hearth(&["doc", "put", &doc, "--server", &url, "{\"topic\": \"audited\"}"]);
+    let out = hearth(&[
+        "doc",
+        "put",
+        &doc,
+        "--server",
+        &url,
+        "{\"topic\": \"audited\"}",
+    ]);
     assert!(out.status.success(), "doc put: {}", text(&out.stderr));
 
     let out = hearth(&["rm", "--server", &url, &inline]);
@@ -293,7 +300,9 @@ fn audit_after_a_workload_matches_and_changes_nothing() {
     );
     let tables = v["projections"]["tables"].as_array().expect("tables");
     let names: Vec<&str> = tables.iter().filter_map(|t| t["table"].as_str()).collect();
-    for name in ["blobs-3", "counts-1", "docs-1", "peers-1", "rejected", "requests"] {
+    for name in [
+        "blobs-3", "counts-1", "docs-1", "peers-1", "rejected", "requests",
+    ] {
         assert!(names.contains(&name), "{name} in {names:?}");
     }
     for t in tables {

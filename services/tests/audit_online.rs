@@ -94,7 +94,10 @@ fn an_online_audit_passes_over_a_fixed_range_while_writes_go_on() {
         let started: Value = r.json().await.expect("JSON");
         let id = started["id"].as_u64().expect("id");
         let through = started["through_index"].as_u64().expect("through_index");
-        assert!(through >= 8 * 150, "the snapshot holds the history: {started}");
+        assert!(
+            through >= 8 * 150,
+            "the snapshot holds the history: {started}"
+        );
 
         // One at a time: a second audit is refused while the first runs.
         let second = c
@@ -135,7 +138,10 @@ fn an_online_audit_passes_over_a_fixed_range_while_writes_go_on() {
         // the log grew while the report covers exactly first..=A.
         let deadline = Instant::now() + LIMIT;
         while highest.load(Ordering::SeqCst) <= through {
-            assert!(Instant::now() < deadline, "no write committed after the snapshot");
+            assert!(
+                Instant::now() < deadline,
+                "no write committed after the snapshot"
+            );
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
         stop.store(true, Ordering::SeqCst);
@@ -149,7 +155,10 @@ fn an_online_audit_passes_over_a_fixed_range_while_writes_go_on() {
         assert_eq!(report["projections"]["live_applied"]["index"], through);
         assert_eq!(report["projections"]["rebuilt_applied"]["index"], through);
         let tables = report["projections"]["tables"].as_array().expect("tables");
-        assert!(tables.len() >= 5 && tables.iter().all(|t| t["matches"] == true), "{tables:?}");
+        assert!(
+            tables.len() >= 5 && tables.iter().all(|t| t["matches"] == true),
+            "{tables:?}"
+        );
         assert!(
             report["events"]["events"].as_u64().expect("events") >= 8 * 150,
             "{report}"

@@ -130,7 +130,10 @@ fn snapshot(dir: &Path) -> BTreeMap<PathBuf, (u64, String)> {
                 let bytes = std::fs::read(&p).expect("read");
                 out.insert(
                     p.strip_prefix(dir).expect("prefix").to_path_buf(),
-                    (bytes.len() as u64, blake3::hash(&bytes).to_hex().to_string()),
+                    (
+                        bytes.len() as u64,
+                        blake3::hash(&bytes).to_hex().to_string(),
+                    ),
                 );
             }
         }
@@ -145,7 +148,10 @@ fn serve_refused(data: &Path) -> String {
     let out = hearth(&args);
     assert_eq!(out.status.code(), Some(1), "stdout: {}", text(&out.stdout));
     let stderr = text(&out.stderr);
-    let errors: Vec<&str> = stderr.lines().filter(|l| l.starts_with("error: ")).collect();
+    let errors: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.starts_with("error: "))
+        .collect();
     assert_eq!(errors.len(), 1, "{stderr}");
     errors[0].to_string()
 }
@@ -162,7 +168,11 @@ fn serve_and_read(data: &Path, scratch: &Path) {
         let out_file = scratch.join(format!("{hash}.out"));
         let out = hearth(&["get", "--server", &url, hash, "-o", s(&out_file)]);
         assert!(out.status.success(), "get {hash}: {}", text(&out.stderr));
-        assert_eq!(&std::fs::read(&out_file).expect("read"), bytes, "blob {hash}");
+        assert_eq!(
+            &std::fs::read(&out_file).expect("read"),
+            bytes,
+            "blob {hash}"
+        );
     }
     let status = sigterm_and_wait(&mut serve.child);
     assert!(status.success(), "serve exit: {status:?}");
@@ -187,7 +197,11 @@ fn the_v1_fixture_opens_audits_and_reads() {
 
     let out = hearth(&["migrate", "--data-dir", s(&data), "--dry-run"]);
     assert!(out.status.success(), "{}", text(&out.stderr));
-    assert!(text(&out.stdout).contains("up to date"), "{}", text(&out.stdout));
+    assert!(
+        text(&out.stdout).contains("up to date"),
+        "{}",
+        text(&out.stdout)
+    );
 
     serve_and_read(&data, tmp.path());
     // The node resumed the fixture's cluster and log.
@@ -227,12 +241,20 @@ fn a_pre_manifest_data_dir_is_refused_then_migrated() {
     assert!(out.status.success(), "{}", text(&out.stderr));
     let report: Value = serde_json::from_slice(&out.stdout).expect("JSON");
     assert_eq!(report["applied"], true);
-    assert_eq!((report["from_format"].as_u64(), report["to_format"].as_u64()), (Some(0), Some(1)));
+    assert_eq!(
+        (report["from_format"].as_u64(), report["to_format"].as_u64()),
+        (Some(0), Some(1))
+    );
     assert_eq!(report["found"]["log_segment"]["version"], 1);
     assert_eq!(report["found"]["projection_store"]["version"], 1);
     let backup = PathBuf::from(report["backup"]["dir"].as_str().expect("backup dir"));
     assert!(backup.starts_with(&data), "{}", backup.display());
-    for f in ["backup.json", "cluster.json", "state/state/raft-sm.meta", "state/state/store/CURRENT"] {
+    for f in [
+        "backup.json",
+        "cluster.json",
+        "state/state/raft-sm.meta",
+        "state/state/store/CURRENT",
+    ] {
         assert!(backup.join(f).exists(), "{f} in the backup");
     }
     assert!(
@@ -252,7 +274,11 @@ fn a_pre_manifest_data_dir_is_refused_then_migrated() {
     }
 
     let out = hearth(&["migrate", "--data-dir", s(&data)]);
-    assert!(text(&out.stdout).contains("up to date"), "{}", text(&out.stdout));
+    assert!(
+        text(&out.stdout).contains("up to date"),
+        "{}",
+        text(&out.stdout)
+    );
     serve_and_read(&data, tmp.path());
 }
 
@@ -282,7 +308,12 @@ fn a_newer_format_is_refused_by_every_command() {
         vec!["status", &expect().inline_hash, "--data-dir", s(&data)],
     ] {
         let out = hearth(&args);
-        assert_eq!(out.status.code(), Some(1), "{args:?}: {}", text(&out.stdout));
+        assert_eq!(
+            out.status.code(),
+            Some(1),
+            "{args:?}: {}",
+            text(&out.stdout)
+        );
         let stderr = text(&out.stderr);
         assert!(
             stderr.starts_with("error: ") && stderr.contains("format 99"),

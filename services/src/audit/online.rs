@@ -158,7 +158,9 @@ pub fn audit_checkpoint(
     threads: usize,
 ) -> anyhow::Result<AuditReport> {
     let live = ProjectionStore::open_read_only(checkpoint, crate::node::node_projections())
-        .map_err(|e| anyhow::anyhow!("open the audit's checkpoint {}: {e}", checkpoint.display()))?;
+        .map_err(|e| {
+            anyhow::anyhow!("open the audit's checkpoint {}: {e}", checkpoint.display())
+        })?;
     let opts = AuditOptions {
         threads,
         scratch_parent: Some(scratch_parent.to_path_buf()),
