@@ -220,7 +220,7 @@ pub fn audit_store(
             let (_, live_digests) = live.digests_with_applied()?;
             let rebuilt_digests = rebuilt.store.digests()?;
             report.projections.tables =
-                compare::compare(&live_digests, &live, &rebuilt_digests, &rebuilt.store)?;
+                compare::compare(&live_digests, live, &rebuilt_digests, &rebuilt.store)?;
             report.phases.push(PhaseTiming::new(
                 "compare",
                 "digest both stores, find first differences",
