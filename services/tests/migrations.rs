@@ -54,7 +54,13 @@ struct Expect {
     inline_bytes: Vec<u8>,
     sharded_hash: String,
     sharded_bytes: Vec<u8>,
+    doc_id: String,
     last_index: u64,
+}
+
+/// The document's JSON (created, then changed once: two `DocChanged` events).
+fn doc_content() -> Value {
+    serde_json::json!({ "title": "the v1 fixture", "tags": ["family", "photos"], "n": 2 })
 }
 
 /// The sharded blob's bytes (deterministic, above the inline threshold).
@@ -78,6 +84,7 @@ fn expect() -> Expect {
         inline_bytes: inline_content(),
         sharded_hash: field("sharded_blob"),
         sharded_bytes: sharded_content(),
+        doc_id: field("doc"),
         last_index: info["last_index"].as_u64().expect("last_index"),
     }
 }
@@ -174,6 +181,10 @@ fn serve_and_read(data: &Path, scratch: &Path) {
             "blob {hash}"
         );
     }
+    let out = hearth(&["doc", "get", "--server", &url, &want.doc_id]);
+    assert!(out.status.success(), "doc get: {}", text(&out.stderr));
+    let doc: Value = serde_json::from_slice(&out.stdout).expect("doc JSON");
+    assert_eq!(doc, doc_content());
     let status = sigterm_and_wait(&mut serve.child);
     assert!(status.success(), "serve exit: {status:?}");
 }
@@ -193,7 +204,12 @@ fn the_v1_fixture_opens_audits_and_reads() {
     let tables = report["projections"]["tables"].as_array().expect("tables");
     assert!(tables.len() >= 5, "{tables:?}");
     assert!(tables.iter().all(|t| t["matches"] == true), "{tables:?}");
-    assert_eq!(report["events"]["blobs"], 2);
+    // The two blobs put, and the sample `BlobAccepted` (seed 2).
+    assert_eq!(report["events"]["blobs"], 3);
+    assert!(
+        tables.iter().any(|t| t["table"] == "docs-1"),
+        "{tables:?}"
+    );
 
     let out = hearth(&["migrate", "--data-dir", s(&data), "--dry-run"]);
     assert!(out.status.success(), "{}", text(&out.stderr));
@@ -354,6 +370,19 @@ fn generate_fixture_v1() {
     };
     let sharded_hash = put(&sharded);
     let inline_hash = put(&inline);
+    let first = serde_json::json!({ "title": "the v1 fixture", "tags": ["family"] });
+    let out = hearth(&["doc", "create", "--server", &url, &first.to_string()]);
+    assert!(out.status.success(), "doc create: {}", text(&out.stderr));
+    let doc_id = text(&out.stdout).trim().to_string();
+    let out = hearth(&[
+        "doc",
+        "put",
+        "--server",
+        &url,
+        &doc_id,
+        &doc_content().to_string(),
+    ]);
+    assert!(out.status.success(), "doc put: {}", text(&out.stderr));
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -426,6 +455,7 @@ fn generate_fixture_v1() {
         "inline_blob": inline_hash,
         "inline_blob_bytes": inline_content().len(),
         "sample_events": 3,
+        "doc": doc_id,
         "last_index": last_index,
     });
     std::fs::write(
