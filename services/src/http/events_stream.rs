@@ -113,7 +113,9 @@ pub(super) async fn stream(
         }
     }
     let consumer = Consumer {
-        head: (!follow).then(|| feed.published()),
+        // What was applied when asked: read from the log, not bounded by the live feed,
+        // which may still be rendering those entries.
+        head: (!follow).then(|| node.applied_index().max(feed.published())),
         feed,
         log,
         rx,
@@ -161,8 +163,9 @@ impl Consumer {
             if self.done {
                 return None;
             }
-            let published = self.feed.published();
-            let limit = self.head.map_or(published, |h| h.min(published));
+            // Following: up to what the feed has published (later entries arrive on `rx`).
+            // Not following: up to the head fixed at the request, all from the log.
+            let limit = self.head.unwrap_or_else(|| self.feed.published());
             if self.next.0 <= limit {
                 self.catch_up(limit).await;
                 continue;
