@@ -7,8 +7,7 @@
 use super::Node;
 use crate::docs::{json, DocError, DocId};
 use automerge::sync::{self, SyncDoc};
-use automerge::transaction::Transactable;
-use automerge::{AutoCommit, Automerge, Change, ChangeHash, ReadDoc, ROOT};
+use automerge::{AutoCommit, Automerge, Change, ChangeHash, ReadDoc};
 use bytes::Bytes;
 use hearth_projections::{DeviceGrant, DocsProjection};
 use hearth_proto::v1::envelope::Event;
@@ -112,15 +111,13 @@ impl Node {
         initial: Option<&serde_json::Value>,
     ) -> Result<DocWritten, DocError> {
         let id = DocId::random();
-        let value = initial
-            .map(json::root_value)
-            .transpose()
-            .map_err(DocError::BadInput)?;
+        if let Some(v) = initial {
+            json::check_root(v).map_err(DocError::BadInput)?;
+        }
         let _guard = self.inner.docs.lock(&id).await;
         let mut doc = AutoCommit::new().with_actor(self.inner.docs.actor().clone());
-        if let Some(v) = &value {
-            doc.update_object(&ROOT, v)
-                .map_err(|e| DocError::BadInput(e.to_string()))?;
+        if let Some(v) = initial {
+            json::apply(&mut doc, v).map_err(|e| DocError::BadInput(e.to_string()))?;
         }
         if doc.commit().is_none() {
             // Nothing to say yet: an empty change still makes the document exist.
@@ -144,14 +141,13 @@ impl Node {
         id: &DocId,
         value: &serde_json::Value,
     ) -> Result<DocWritten, DocError> {
-        let value = json::root_value(value).map_err(DocError::BadInput)?;
+        json::check_root(value).map_err(DocError::BadInput)?;
         let _guard = self.inner.docs.lock(id).await;
         let saved = self.doc_saved(id)?.ok_or(DocError::NotFound(*id))?;
         let mut doc = AutoCommit::load(&saved)
             .map_err(|e| DocError::Node(format!("stored document {id} is malformed: {e}")))?
             .with_actor(self.inner.docs.actor().clone());
-        doc.update_object(&ROOT, &value)
-            .map_err(|e| DocError::BadInput(e.to_string()))?;
+        json::apply(&mut doc, value).map_err(|e| DocError::BadInput(e.to_string()))?;
         if doc.commit().is_none() {
             return Ok(DocWritten {
                 id: *id,
