@@ -206,10 +206,7 @@ fn the_v1_fixture_opens_audits_and_reads() {
     assert!(tables.iter().all(|t| t["matches"] == true), "{tables:?}");
     // The two blobs put, and the sample `BlobAccepted` (seed 2).
     assert_eq!(report["events"]["blobs"], 3);
-    assert!(
-        tables.iter().any(|t| t["table"] == "docs-1"),
-        "{tables:?}"
-    );
+    assert!(tables.iter().any(|t| t["table"] == "docs-1"), "{tables:?}");
 
     let out = hearth(&["migrate", "--data-dir", s(&data), "--dry-run"]);
     assert!(out.status.success(), "{}", text(&out.stderr));

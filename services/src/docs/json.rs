@@ -1,5 +1,6 @@
-//! JSON ↔ Automerge: the value a plain HTTP client sends becomes the Automerge value tree that
-//! `update_object` diffs the document against, and a document reads back as JSON.
+//! JSON ↔ Automerge: the value a plain HTTP client sends is applied to a document as the
+//! operations that make the document equal to it ([`apply`]), and a document reads back as
+//! JSON ([`view`]).
 //!
 //! The mapping follows Automerge's JavaScript library, so a document edited over HTTP and one
 //! edited in a browser look the same: JSON objects are maps, arrays are lists, strings are

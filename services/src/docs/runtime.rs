@@ -52,7 +52,11 @@ impl DocRuntime {
 
     /// Holds the write lock of `doc` (one change at a time per document on this node).
     pub async fn lock(&self, doc: &DocId) -> tokio::sync::MutexGuard<'_, ()> {
-        let stripe = doc.0.iter().fold(0usize, |a, b| a.wrapping_mul(31).wrapping_add(*b as usize)) % STRIPES;
+        let stripe = doc
+            .0
+            .iter()
+            .fold(0usize, |a, b| a.wrapping_mul(31).wrapping_add(*b as usize))
+            % STRIPES;
         self.locks[stripe].lock().await
     }
 
