@@ -124,9 +124,11 @@ fn known_names() -> String {
         .join(", ")
 }
 
-/// Replaces `path` with `bytes`: `PATH.tmp` written and fsynced, renamed over `path`, the
-/// parent directory fsynced.
-pub(crate) fn write_durably(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+/// Replaces `path` with `bytes` crash-safely: `PATH.tmp` is written and fsynced, renamed over
+/// `path`, and the parent directory fsynced. After a crash the file is either the old or the
+/// new one, never a mix. (The node's other state files — cluster file, peer list — are written
+/// with it too: they are formats of the data directory like the manifest.)
+pub fn write_durably(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let dir = parent(path);
     let mut tmp = path.as_os_str().to_owned();
     tmp.push(".tmp");

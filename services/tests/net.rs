@@ -37,6 +37,16 @@ impl RaftInbound for Echo {
             RaftResponse::ok(CLUSTER, body)
         })
     }
+
+    /// Answers `"<name>/shard:" + body`, a moment later than raft requests are answered.
+    fn handle_shard(&self, _from: PeerId, req: RaftRequest) -> BoxFuture<'_, RaftResponse> {
+        Box::pin(async move {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            let mut body = format!("{}/shard:", self.name).into_bytes();
+            body.extend_from_slice(&req.body);
+            RaftResponse::ok(CLUSTER, body)
+        })
+    }
 }
 
 async fn bounded(test: impl Future<Output = TestResult>) -> TestResult {
@@ -99,6 +109,34 @@ async fn member_request_reaches_handler() -> TestResult {
         b.shutdown().await?;
         // After shutdown the handle reports the actor gone.
         assert!(matches!(b.stats().await, Err(NetError::Closed)));
+        Ok(())
+    })
+    .await
+}
+
+#[tokio::test]
+async fn requests_on_two_protocols_at_once_each_get_their_own_answer() -> TestResult {
+    // Each protocol numbers its requests from 1: a raft request and a shard request in flight
+    // together have the same id, and each answer must still reach its own caller.
+    bounded(async {
+        let a = node("A", CLUSTER).await?;
+        let b = node("B", CLUSTER).await?;
+        a.set_members(HashSet::from([b.local_peer_id()])).await?;
+        let a_id = b.dial(first_addr(&a).await?).await?;
+        for round in 0..5u8 {
+            let (raft, shard) = tokio::join!(
+                b.request(a_id, req(CLUSTER, &[b'r', round])),
+                b.request_on(
+                    hearth_services::net::Protocol::Shard,
+                    a_id,
+                    req(CLUSTER, &[b's', round])
+                ),
+            );
+            assert_eq!(raft?.body, [b"A:r".as_slice(), &[round]].concat());
+            assert_eq!(shard?.body, [b"A/shard:s".as_slice(), &[round]].concat());
+        }
+        a.shutdown().await?;
+        b.shutdown().await?;
         Ok(())
     })
     .await

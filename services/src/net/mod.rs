@@ -43,7 +43,7 @@ use tracing::Instrument as _;
 pub use codec::{status, RaftRequest, RaftResponse, MAX_RAFT_BODY, MAX_RAFT_MESSAGE};
 
 /// Which request-response protocol a request travels on.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Protocol {
     /// `/hearth/raft/1`: raft RPCs and forwarded writes.
     Raft,
@@ -423,7 +423,10 @@ struct Actor {
     members: HashSet<PeerId>,
     stats: NetStats,
     pending_dials: HashMap<ConnectionId, oneshot::Sender<Result<PeerId, NetError>>>,
-    pending_requests: HashMap<OutboundRequestId, oneshot::Sender<Result<RaftResponse, NetError>>>,
+    /// Keyed by protocol too: each request-response behaviour numbers its requests from 1, so
+    /// a raft request and a shard request can share an id.
+    pending_requests:
+        HashMap<(Protocol, OutboundRequestId), oneshot::Sender<Result<RaftResponse, NetError>>>,
     handlers: JoinSet<HandlerOutcome>,
     observer: Option<mpsc::Sender<Observation>>,
 }
@@ -496,7 +499,7 @@ impl Actor {
                     Protocol::Shard => behaviour.shard.send_request(&peer, req),
                     Protocol::Sync => behaviour.sync.send_request(&peer, req),
                 };
-                self.pending_requests.insert(id, reply);
+                self.pending_requests.insert((protocol, id), reply);
             }
             Command::AddPeerAddress { peer, addr } => self.swarm.add_peer_address(peer, addr),
             Command::Connect { peer, addrs } => {
@@ -605,7 +608,7 @@ impl Actor {
                     request_id,
                     response,
                 } => {
-                    if let Some(reply) = self.pending_requests.remove(&request_id) {
+                    if let Some(reply) = self.pending_requests.remove(&(protocol, request_id)) {
                         let _ = reply.send(Ok(response));
                     }
                 }
@@ -617,7 +620,7 @@ impl Actor {
                 ..
             } => {
                 tracing::debug!(%peer, %error, "raft request failed");
-                if let Some(reply) = self.pending_requests.remove(&request_id) {
+                if let Some(reply) = self.pending_requests.remove(&(protocol, request_id)) {
                     let _ = reply.send(Err(outbound_error(error)));
                 }
             }
