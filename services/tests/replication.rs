@@ -169,6 +169,21 @@ async fn blobs_spread_survive_a_lost_member_and_are_repaired_after_its_removal()
         "{w:?}"
     );
 
+    // Every member is sighted (a `PeerSeen` with its addresses in the log) — the founder too,
+    // whom the others first met while joining, before their sighting watchers ran.
+    wait_for("every member to be sighted", CONVERGE, || async {
+        let t: PeersReply = get(&c, &format!("{}/v1/peers", urls[0])).await?;
+        peers
+            .iter()
+            .all(|p| {
+                t.peers
+                    .iter()
+                    .any(|r| r.peer_id == *p && !r.addresses.is_empty())
+            })
+            .then_some(())
+    })
+    .await;
+
     // A holder whose copy of a data shard rots serves bad bytes: the reader detects it, reads
     // from the others, and the holder's score drops.
     let data = blob(1_500_000, 9);

@@ -288,6 +288,7 @@ impl NetHandle {
             pending_requests: HashMap::new(),
             handlers: JoinSet::new(),
             observer: None,
+            identified: HashMap::new(),
         };
         let span = tracing::info_span!("hearth-net", peer = %local_peer_id);
         tokio::spawn(actor.run(rx).instrument(span));
@@ -429,6 +430,9 @@ struct Actor {
         HashMap<(Protocol, OutboundRequestId), oneshot::Sender<Result<RaftResponse, NetError>>>,
     handlers: JoinSet<HandlerOutcome>,
     observer: Option<mpsc::Sender<Observation>>,
+    /// The last identify of each connected peer, given to an observer set later: identify runs
+    /// once per connection, and a node's first connections (its join) come before its observer.
+    identified: HashMap<PeerId, Observation>,
 }
 
 impl Actor {
@@ -525,7 +529,12 @@ impl Actor {
             Command::Stats { reply } => {
                 let _ = reply.send(self.stats);
             }
-            Command::SetObserver { observer } => self.observer = Some(observer),
+            Command::SetObserver { observer } => {
+                for o in self.identified.values() {
+                    let _ = observer.try_send(o.clone());
+                }
+                self.observer = Some(observer);
+            }
             Command::Shutdown { reply } => {
                 // Handled in `run`; unreachable here, but answer anyway.
                 let _ = reply.send(());
@@ -543,6 +552,13 @@ impl Actor {
                 if let Some(reply) = self.pending_dials.remove(&connection_id) {
                     let _ = reply.send(Ok(peer_id));
                 }
+            }
+            SwarmEvent::ConnectionClosed {
+                peer_id,
+                num_established: 0,
+                ..
+            } => {
+                self.identified.remove(&peer_id);
             }
             SwarmEvent::OutgoingConnectionError {
                 connection_id,
@@ -573,12 +589,14 @@ impl Actor {
             SwarmEvent::Behaviour(NodeBehaviourEvent::Identify(event)) => {
                 tracing::trace!(?event, "identify");
                 if let libp2p::identify::Event::Received { peer_id, info, .. } = event {
-                    self.observe(Observation::Identified {
+                    let o = Observation::Identified {
                         peer: peer_id,
                         addresses: info.listen_addrs,
                         agent_version: info.agent_version,
                         protocol_version: info.protocol_version,
-                    });
+                    };
+                    self.identified.insert(peer_id, o.clone());
+                    self.observe(o);
                 }
             }
             SwarmEvent::Behaviour(NodeBehaviourEvent::Ping(event)) => {
