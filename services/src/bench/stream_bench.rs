@@ -171,6 +171,7 @@ pub fn run_stream(args: &BenchStreamArgs, out: &mut dyn Write) -> anyhow::Result
         let interval = Duration::from_secs_f64(1.0 / args.rate as f64);
         let start = tokio::time::Instant::now();
         let mut late = 0u64;
+        let mut written = 0u64;
         let mut writers = tokio::task::JoinSet::new();
         for seq in 0..total {
             let slot = start + interval.mul_f64(seq as f64);
@@ -200,10 +201,9 @@ pub fn run_stream(args: &BenchStreamArgs, out: &mut dyn Write) -> anyhow::Result
                 ok
             });
             while let Some(done) = writers.try_join_next() {
-                done.context("writer task")?;
+                written += u64::from(done.context("writer task")?);
             }
         }
-        let mut written = 0u64;
         while let Some(done) = writers.join_next().await {
             written += u64::from(done.context("writer task")?);
         }
