@@ -1,12 +1,19 @@
 //! [`DocsProjection`] (`"docs-1"`): Automerge documents folded from `DocChanged`, and the
 //! devices allowed to sync them, folded from `DevicePaired`.
 //!
-//! Each document is kept as one Automerge *saved* document (compacted: the columnar encoding
-//! of all its changes), so a read loads one value and memory does not grow with the number of
-//! documents. Applying a change loads the document, applies the change and saves it again.
-//! The saved bytes are a pure function of the set of changes applied in log order, so replicas
-//! and rebuilds agree byte for byte; an Automerge upgrade that changed its save encoding would
-//! need a new projection name (`"docs-2"`).
+//! Each document is kept as Automerge bytes that `Automerge::load` reads: a saved document
+//! (compacted: the columnar encoding of its changes) followed by the change chunks applied
+//! since, at most [`COMPACT_EVERY`] − 1 of them; the change that reaches [`COMPACT_EVERY`]
+//! compacts them all into one saved document again. A read loads one value, and memory does
+//! not grow with the number of documents. Applying a change appends its bytes instead of saving
+//! the whole document again (saving costs time proportional to the document's history), and
+//! the documents changed lately stay loaded in a small cache, checked against a hash of the
+//! stored bytes before use, so a hot document is not parsed again for every change.
+//!
+//! The stored bytes are a pure function of the previous bytes, the change and the appended
+//! count — compaction loads the stored bytes afresh and saves them, whatever the cache holds —
+//! so replicas and rebuilds agree byte for byte; an Automerge upgrade that changed its save
+//! encoding would need a new projection name (`"docs-2"`).
 //!
 //! A change is rejected (not an error: the outcome is recorded) when its bytes do not decode as
 //! one Automerge change, when its actor is not the one the event names, when the document
@@ -19,13 +26,16 @@
 //!
 //! | key | value |
 //! |---|---|
-//! | `d` ‖ doc id (16 bytes) | Automerge saved document |
+//! | `d` ‖ doc id (16 bytes) | Automerge saved document, then the change chunks since |
+//! | `n` ‖ doc id | how many change chunks follow the saved document (u32 LE; absent: 0) |
 //! | `g` ‖ device PeerId bytes | [`DeviceGrant`] (protobuf) |
 
 use automerge::{Automerge, Change, ReadDoc};
 use hearth_proto::v1::envelope::Event;
 use hearth_proto::v1::{DevicePaired, DocChanged, Envelope};
 use prost::Message;
+use std::collections::HashMap;
+use std::sync::Mutex;
 
 use crate::projection::{Applied, ApplyCtx, Projection, StateTx};
 
@@ -33,6 +43,12 @@ use crate::projection::{Applied, ApplyCtx, Projection, StateTx};
 const DOC_TAG: u8 = b'd';
 /// First byte of a device grant's key.
 const GRANT_TAG: u8 = b'g';
+/// First byte of a document's appended-change count.
+const COUNT_TAG: u8 = b'n';
+/// The change that makes this many appended chunks compacts the document.
+pub const COMPACT_EVERY: u32 = 64;
+/// Documents kept loaded.
+const HOT_DOCS: usize = 256;
 /// Length of a document id.
 pub const DOC_ID_LEN: usize = 16;
 
@@ -82,8 +98,22 @@ impl DeviceGrant {
 }
 
 /// The documents table.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct DocsProjection;
+#[derive(Default)]
+pub struct DocsProjection {
+    /// Documents changed lately, loaded, by id: each with the hash of the stored bytes it is.
+    hot: Mutex<HashMap<Vec<u8>, Hot>>,
+}
+
+struct Hot {
+    stored: blake3::Hash,
+    doc: Automerge,
+}
+
+impl std::fmt::Debug for DocsProjection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DocsProjection").finish_non_exhaustive()
+    }
+}
 
 impl DocsProjection {
     /// Versioned name and column family.
@@ -106,6 +136,11 @@ impl DocsProjection {
             Some((&DOC_TAG, id)) if id.len() == DOC_ID_LEN => Some(id),
             _ => None,
         }
+    }
+
+    /// Key of a document's appended-change count.
+    pub fn count_key(doc: &[u8]) -> Vec<u8> {
+        tagged(COUNT_TAG, doc)
     }
 
     /// Key of a device's grant.
@@ -133,7 +168,7 @@ impl Projection for DocsProjection {
 
     fn apply(&self, ctx: &ApplyCtx, event: &Envelope, tx: &mut dyn StateTx) -> Applied {
         let result = match &event.event {
-            Some(Event::DocChanged(e)) => changed(e, tx),
+            Some(Event::DocChanged(e)) => self.changed(e, tx),
             Some(Event::DevicePaired(e)) => paired(ctx, e, tx),
             _ => Ok(()),
         };
@@ -147,16 +182,25 @@ impl Projection for DocsProjection {
 /// Applies one change to a document (loaded from `saved`, or new); answers the new saved bytes.
 /// The checks of the module header, shared with the node, which runs them before proposing.
 pub fn apply_change(saved: Option<&[u8]>, actor: &[u8], change: &[u8]) -> Result<Vec<u8>, String> {
+    let mut doc = match saved {
+        None => Automerge::new(),
+        Some(bytes) => load(bytes)?,
+    };
+    apply_to(&mut doc, actor, change)?;
+    Ok(doc.save())
+}
+
+fn load(bytes: &[u8]) -> Result<Automerge, String> {
+    Automerge::load(bytes).map_err(|e| format!("stored document is malformed: {e}"))
+}
+
+/// Checks `change` against `doc` (see the module header) and applies it; answers the change's
+/// bytes as one chunk. On an error `doc` may be half changed: drop it.
+fn apply_to(doc: &mut Automerge, actor: &[u8], change: &[u8]) -> Result<Vec<u8>, String> {
     let change = Change::try_from(change).map_err(|e| format!("not an Automerge change: {e}"))?;
     if change.actor_id().to_bytes() != actor {
         return Err("the change's actor is not the event's actor".into());
     }
-    let mut doc = match saved {
-        None => Automerge::new(),
-        Some(bytes) => {
-            Automerge::load(bytes).map_err(|e| format!("stored document is malformed: {e}"))?
-        }
-    };
     let hash = change.hash();
     if doc.get_change_by_hash(&hash).is_some() {
         return Err(format!("duplicate change {hash}"));
@@ -170,24 +214,75 @@ pub fn apply_change(saved: Option<&[u8]>, actor: &[u8], change: &[u8]) -> Result
             "change {hash} depends on {missing}, which the document lacks"
         ));
     }
+    let raw = change.raw_bytes().to_vec();
     doc.apply_changes([change])
         .map_err(|e| format!("Automerge refused change {hash}: {e}"))?;
-    Ok(doc.save())
+    Ok(raw)
 }
 
-fn changed(e: &DocChanged, tx: &mut dyn StateTx) -> Result<(), String> {
-    if e.doc_id.len() != DOC_ID_LEN {
-        return Err(format!(
-            "DocChanged: a document id has {DOC_ID_LEN} bytes, not {}",
-            e.doc_id.len()
-        ));
+impl DocsProjection {
+    fn changed(&self, e: &DocChanged, tx: &mut dyn StateTx) -> Result<(), String> {
+        if e.doc_id.len() != DOC_ID_LEN {
+            return Err(format!(
+                "DocChanged: a document id has {DOC_ID_LEN} bytes, not {}",
+                e.doc_id.len()
+            ));
+        }
+        let (key, count_key) = (Self::doc_key(&e.doc_id), Self::count_key(&e.doc_id));
+        let saved = tx.get(&key);
+        let appended = match tx.get(&count_key) {
+            None => 0,
+            Some(v) => u32::from_le_bytes(
+                v.as_slice()
+                    .try_into()
+                    .map_err(|_| "DocChanged: the stored change count is malformed".to_string())?,
+            ),
+        };
+        let stored = saved.as_deref().map(blake3::hash);
+        let hot = self
+            .hot
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&e.doc_id[..])
+            .filter(|h| Some(h.stored) == stored);
+        let mut doc = match (hot, &saved) {
+            (Some(h), _) => h.doc,
+            (None, None) => Automerge::new(),
+            (None, Some(bytes)) => load(bytes).map_err(|r| format!("DocChanged: {r}"))?,
+        };
+        let raw = apply_to(&mut doc, &e.actor, &e.change)
+            .map_err(|reason| format!("DocChanged: {reason}"))?;
+        let next = match saved {
+            Some(mut bytes) if appended + 1 < COMPACT_EVERY => {
+                bytes.extend_from_slice(&raw);
+                tx.put(&count_key, &(appended + 1).to_le_bytes());
+                bytes
+            }
+            Some(mut bytes) => {
+                // Compact from the bytes alone, so every replica saves the same document.
+                bytes.extend_from_slice(&raw);
+                doc = load(&bytes).map_err(|r| format!("DocChanged: {r}"))?;
+                tx.delete(&count_key);
+                doc.save()
+            }
+            None => doc.save(),
+        };
+        tx.put(&key, &next);
+        let mut hot = self.hot.lock().unwrap_or_else(|p| p.into_inner());
+        if hot.len() >= HOT_DOCS {
+            if let Some(k) = hot.keys().next().cloned() {
+                hot.remove(&k);
+            }
+        }
+        hot.insert(
+            e.doc_id.to_vec(),
+            Hot {
+                stored: blake3::hash(&next),
+                doc,
+            },
+        );
+        Ok(())
     }
-    let key = DocsProjection::doc_key(&e.doc_id);
-    let saved = tx.get(&key);
-    let next = apply_change(saved.as_deref(), &e.actor, &e.change)
-        .map_err(|reason| format!("DocChanged: {reason}"))?;
-    tx.put(&key, &next);
-    Ok(())
 }
 
 fn paired(ctx: &ApplyCtx, e: &DevicePaired, tx: &mut dyn StateTx) -> Result<(), String> {
@@ -262,7 +357,7 @@ mod tests {
 
     #[test]
     fn changes_apply_in_order_and_bad_ones_are_rejected() {
-        let p = DocsProjection;
+        let p = DocsProjection::default();
         let mut state = MemState::new();
         let id = [7u8; DOC_ID_LEN];
         let mut a = AutoCommit::new().with_actor(ActorId::from(&[1u8; 16][..]));
@@ -320,6 +415,49 @@ mod tests {
     }
 
     #[test]
+    fn appended_changes_compact_and_the_cache_changes_no_byte() {
+        // 150 changes: two compactions, then appended chunks. One projection keeps the
+        // document hot; the other starts cold for every change (as after a restart or an
+        // eviction). The stored bytes must be the same after every change.
+        let id = [5u8; DOC_ID_LEN];
+        let mut a = AutoCommit::new().with_actor(ActorId::from(&[1u8; 16][..]));
+        let (hot, mut hot_state) = (DocsProjection::default(), MemState::new());
+        let mut cold_state = MemState::new();
+        for i in 0..150i64 {
+            let mut c = edit(&mut a, if i % 2 == 0 { "even" } else { "odd" }, i);
+            let event = doc_event(&id, &mut c);
+            let index = 1 + i as u64;
+            assert_eq!(hot_state.apply(&hot, &ctx(index), &event), Applied::Ok);
+            let cold = DocsProjection::default();
+            assert_eq!(cold_state.apply(&cold, &ctx(index), &event), Applied::Ok);
+            let key = DocsProjection::doc_key(&id);
+            assert_eq!(
+                hot_state.get(&key),
+                cold_state.get(&key),
+                "after change {i}"
+            );
+            let count = hot_state.get(&DocsProjection::count_key(&id));
+            let want = i as u32 % COMPACT_EVERY;
+            assert_eq!(
+                count.map(|v| u32::from_le_bytes(v.try_into().expect("u32"))),
+                (want > 0).then_some(want),
+                "after change {i}"
+            );
+        }
+        let saved = hot_state.get(&DocsProjection::doc_key(&id)).expect("saved");
+        let doc = Automerge::load(&saved).expect("load");
+        assert_eq!(doc.get_heads(), a.get_heads());
+        // The store no longer holds what the cache has (another store, as after a snapshot
+        // install): the cache is not used, and the change lacks its dependencies there.
+        let mut replaced = MemState::new();
+        let out = replaced.apply(&hot, &ctx(201), &doc_event(&id, &mut edit(&mut a, "n", 1)));
+        assert!(
+            matches!(&out, Applied::Rejected(r) if r.contains("lacks")),
+            "{out:?}"
+        );
+    }
+
+    #[test]
     fn concurrent_changes_merge_the_same_in_either_order() {
         let id = [3u8; DOC_ID_LEN];
         let mut base = AutoCommit::new().with_actor(ActorId::from(&[1u8; 16][..]));
@@ -329,7 +467,7 @@ mod tests {
         let mut l = edit(&mut left, "left", 1);
         let mut r = edit(&mut right, "right", 2);
         let fold = |order: [&mut Change; 2]| {
-            let p = DocsProjection;
+            let p = DocsProjection::default();
             let mut state = MemState::new();
             let mut c0 = c0.clone();
             assert_eq!(
@@ -361,7 +499,7 @@ mod tests {
 
     #[test]
     fn device_grants_are_kept_replaced_and_revoked() {
-        let p = DocsProjection;
+        let p = DocsProjection::default();
         let mut state = MemState::new();
         let device = libp2p_identity::PeerId::random().to_bytes();
         let pair = |read: Vec<[u8; 16]>, write: Vec<[u8; 16]>, revoked: bool| Envelope {

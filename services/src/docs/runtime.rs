@@ -17,6 +17,9 @@ const MAX_SESSIONS: u64 = 100_000;
 /// protocol recovers from a lost state with one more round trip).
 const SESSION_IDLE: Duration = Duration::from_secs(30 * 60);
 
+/// Documents kept loaded for HTTP writes.
+const HOT_DOCS: usize = 256;
+
 /// One client's sync state for one document.
 pub type SyncSession = Arc<Mutex<sync::State>>;
 
@@ -25,6 +28,9 @@ pub struct DocRuntime {
     actor: ActorId,
     locks: Vec<tokio::sync::Mutex<()>>,
     sessions: Cache<(String, DocId), SyncSession>,
+    /// Documents written lately over HTTP, loaded, each with the hash of the stored bytes it
+    /// is (used only while the store still holds exactly those bytes).
+    hot: Mutex<std::collections::HashMap<DocId, (blake3::Hash, automerge::AutoCommit)>>,
 }
 
 impl DocRuntime {
@@ -42,7 +48,29 @@ impl DocRuntime {
                 .max_capacity(MAX_SESSIONS)
                 .time_to_idle(SESSION_IDLE)
                 .build(),
+            hot: Mutex::new(std::collections::HashMap::new()),
         }
+    }
+
+    /// The loaded document `doc` if it is the stored bytes whose hash is `stored` (taken out:
+    /// give it back with [`Self::keep`] once the store holds what it became).
+    pub fn take_hot(&self, doc: &DocId, stored: &blake3::Hash) -> Option<automerge::AutoCommit> {
+        let mut hot = self.hot.lock();
+        match hot.remove(doc) {
+            Some((h, d)) if h == *stored => Some(d),
+            _ => None,
+        }
+    }
+
+    /// Keeps `loaded` as the document whose stored bytes hash to `stored`.
+    pub fn keep(&self, doc: DocId, stored: blake3::Hash, loaded: automerge::AutoCommit) {
+        let mut hot = self.hot.lock();
+        if hot.len() >= HOT_DOCS && !hot.contains_key(&doc) {
+            if let Some(k) = hot.keys().next().copied() {
+                hot.remove(&k);
+            }
+        }
+        hot.insert(doc, (stored, loaded));
     }
 
     /// The actor this node's HTTP edits are made as.

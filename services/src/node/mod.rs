@@ -937,7 +937,7 @@ fn projections() -> Vec<Arc<dyn hearth_projections::Projection>> {
         Arc::new(CountsProjection),
         Arc::new(BlobIndexProjection),
         Arc::new(hearth_projections::PeersProjection),
-        Arc::new(hearth_projections::DocsProjection),
+        Arc::new(hearth_projections::DocsProjection::default()),
     ]
 }
 
