@@ -30,12 +30,11 @@
 //! | `n` ‖ doc id | how many change chunks follow the saved document (u32 LE; absent: 0) |
 //! | `g` ‖ device PeerId bytes | [`DeviceGrant`] (protobuf) |
 
+use crate::hot::HotCache;
 use automerge::{Automerge, Change, ReadDoc};
 use hearth_proto::v1::envelope::Event;
 use hearth_proto::v1::{DevicePaired, DocChanged, Envelope};
 use prost::Message;
-use std::collections::HashMap;
-use std::sync::Mutex;
 
 use crate::projection::{Applied, ApplyCtx, Projection, StateTx};
 
@@ -98,15 +97,17 @@ impl DeviceGrant {
 }
 
 /// The documents table.
-#[derive(Default)]
 pub struct DocsProjection {
-    /// Documents changed lately, loaded, by id: each with the hash of the stored bytes it is.
-    hot: Mutex<HashMap<Vec<u8>, Hot>>,
+    /// Documents changed lately, loaded, by id.
+    hot: HotCache<Vec<u8>, Automerge>,
 }
 
-struct Hot {
-    stored: blake3::Hash,
-    doc: Automerge,
+impl Default for DocsProjection {
+    fn default() -> Self {
+        DocsProjection {
+            hot: HotCache::new(HOT_DOCS),
+        }
+    }
 }
 
 impl std::fmt::Debug for DocsProjection {
@@ -238,17 +239,12 @@ impl DocsProjection {
                     .map_err(|_| "DocChanged: the stored change count is malformed".to_string())?,
             ),
         };
-        let stored = saved.as_deref().map(blake3::hash);
-        let hot = self
-            .hot
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(&e.doc_id[..])
-            .filter(|h| Some(h.stored) == stored);
-        let mut doc = match (hot, &saved) {
-            (Some(h), _) => h.doc,
-            (None, None) => Automerge::new(),
-            (None, Some(bytes)) => load(bytes).map_err(|r| format!("DocChanged: {r}"))?,
+        let mut doc = match &saved {
+            None => Automerge::new(),
+            Some(bytes) => match self.hot.take(&e.doc_id.to_vec(), &blake3::hash(bytes)) {
+                Some(doc) => doc,
+                None => load(bytes).map_err(|r| format!("DocChanged: {r}"))?,
+            },
         };
         let raw = apply_to(&mut doc, &e.actor, &e.change)
             .map_err(|reason| format!("DocChanged: {reason}"))?;
@@ -268,19 +264,7 @@ impl DocsProjection {
             None => doc.save(),
         };
         tx.put(&key, &next);
-        let mut hot = self.hot.lock().unwrap_or_else(|p| p.into_inner());
-        if hot.len() >= HOT_DOCS {
-            if let Some(k) = hot.keys().next().cloned() {
-                hot.remove(&k);
-            }
-        }
-        hot.insert(
-            e.doc_id.to_vec(),
-            Hot {
-                stored: blake3::hash(&next),
-                doc,
-            },
-        );
+        self.hot.keep(e.doc_id.to_vec(), blake3::hash(&next), doc);
         Ok(())
     }
 }

@@ -57,6 +57,7 @@ mod engine;
 mod entry;
 mod error;
 pub mod format;
+pub mod hot;
 pub mod manifest;
 mod mem;
 mod mem_store;

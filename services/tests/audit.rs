@@ -11,9 +11,7 @@ use common::{sigterm_and_wait, start_serve};
 use hearth_log::Log;
 use hearth_proto::v1::envelope::Event;
 use hearth_proto::v1::{BlobAccepted, Envelope};
-use hearth_services::node::api::WriteReply;
 use hearth_services::paths::{log_dir, projection_store_dir};
-use prost::Message as _;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::Output;
@@ -58,21 +56,7 @@ enum Signature {
     Forged,
 }
 
-async fn post(c: &reqwest::Client, url: &str, env: &Envelope) -> WriteReply {
-    let r = c
-        .post(format!("{url}/v1/events"))
-        .body(env.encode_to_vec())
-        .send()
-        .await
-        .expect("POST /v1/events");
-    assert_eq!(
-        r.status().as_u16(),
-        201,
-        "{}",
-        r.text().await.unwrap_or_default()
-    );
-    r.json().await.expect("write reply")
-}
+use common::cluster::post_event as post;
 
 /// An envelope the node completes (origin, request id, clock).
 fn bare(event: Event) -> Envelope {
@@ -166,10 +150,7 @@ fn workload(signature: Signature, wait_redacted: bool) -> Fixture {
     let verified_index = rt.block_on(async {
         let c = reqwest::Client::new();
         for seed in [1, 3, 5] {
-            let mut env = hearth_proto::sample::sample_envelope(seed, 200);
-            env.origin = Default::default();
-            env.request_id = None;
-            post(&c, &url, &env).await;
+            common::cluster::post_sample(&c, &url, seed).await;
         }
         let key = libp2p_identity::ed25519::Keypair::generate();
         let mut mv = hearth_projections::manifest::sign(&key, &acc);

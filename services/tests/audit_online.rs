@@ -16,18 +16,7 @@ use std::time::{Duration, Instant};
 const LIMIT: Duration = Duration::from_secs(60);
 
 async fn post_event(c: &reqwest::Client, url: &str, seed: u64) -> u64 {
-    let mut env = hearth_proto::sample::sample_envelope(seed, 200);
-    env.origin = Default::default();
-    env.request_id = None;
-    let r = c
-        .post(format!("{url}/v1/events"))
-        .body(prost::Message::encode_to_vec(&env))
-        .send()
-        .await
-        .expect("POST /v1/events");
-    assert_eq!(r.status().as_u16(), 201);
-    let reply: Value = r.json().await.expect("reply");
-    reply["index"].as_u64().expect("index")
+    common::cluster::post_sample(c, url, seed).await.index
 }
 
 async fn audit_status(c: &reqwest::Client, url: &str, id: u64) -> Value {

@@ -387,16 +387,7 @@ fn generate_fixture_v1() {
     rt.block_on(async {
         let c = reqwest::Client::new();
         for seed in [1, 2, 3] {
-            let mut env = hearth_proto::sample::sample_envelope(seed, 200);
-            env.origin = Default::default();
-            env.request_id = None;
-            let r = c
-                .post(format!("{url}/v1/events"))
-                .body(prost::Message::encode_to_vec(&env))
-                .send()
-                .await
-                .expect("POST");
-            assert_eq!(r.status().as_u16(), 201);
+            common::cluster::post_sample(&c, &url, seed).await;
         }
     });
     let status = sigterm_and_wait(&mut serve.child);

@@ -4,6 +4,7 @@
 use super::DocId;
 use automerge::sync;
 use automerge::ActorId;
+use hearth_projections::hot::HotCache;
 use moka::sync::Cache;
 use parking_lot::Mutex;
 use std::sync::Arc;
@@ -28,9 +29,9 @@ pub struct DocRuntime {
     actor: ActorId,
     locks: Vec<tokio::sync::Mutex<()>>,
     sessions: Cache<(String, DocId), SyncSession>,
-    /// Documents written lately over HTTP, loaded, each with the hash of the stored bytes it
-    /// is (used only while the store still holds exactly those bytes).
-    hot: Mutex<std::collections::HashMap<DocId, (blake3::Hash, automerge::AutoCommit)>>,
+    /// Documents written lately over HTTP, loaded (used only while the store still holds
+    /// exactly the bytes they were loaded from).
+    hot: HotCache<DocId, automerge::AutoCommit>,
 }
 
 impl DocRuntime {
@@ -48,29 +49,19 @@ impl DocRuntime {
                 .max_capacity(MAX_SESSIONS)
                 .time_to_idle(SESSION_IDLE)
                 .build(),
-            hot: Mutex::new(std::collections::HashMap::new()),
+            hot: HotCache::new(HOT_DOCS),
         }
     }
 
     /// The loaded document `doc` if it is the stored bytes whose hash is `stored` (taken out:
     /// give it back with [`Self::keep`] once the store holds what it became).
     pub fn take_hot(&self, doc: &DocId, stored: &blake3::Hash) -> Option<automerge::AutoCommit> {
-        let mut hot = self.hot.lock();
-        match hot.remove(doc) {
-            Some((h, d)) if h == *stored => Some(d),
-            _ => None,
-        }
+        self.hot.take(doc, stored)
     }
 
     /// Keeps `loaded` as the document whose stored bytes hash to `stored`.
     pub fn keep(&self, doc: DocId, stored: blake3::Hash, loaded: automerge::AutoCommit) {
-        let mut hot = self.hot.lock();
-        if hot.len() >= HOT_DOCS && !hot.contains_key(&doc) {
-            if let Some(k) = hot.keys().next().copied() {
-                hot.remove(&k);
-            }
-        }
-        hot.insert(doc, (stored, loaded));
+        self.hot.keep(doc, stored, loaded);
     }
 
     /// The actor this node's HTTP edits are made as.

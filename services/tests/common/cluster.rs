@@ -2,7 +2,8 @@
 //! deadline, killing a node.
 
 use super::{start_serve_with, Serve};
-use hearth_services::node::api::ClusterStatus;
+use hearth_services::node::api::{ClusterStatus, WriteReply};
+use prost::Message as _;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -22,6 +23,36 @@ pub async fn get<T: serde::de::DeserializeOwned>(c: &reqwest::Client, url: &str)
         return None;
     }
     r.json().await.ok()
+}
+
+/// Posts `env` to `POST /v1/events`; fails the test unless it is committed (201).
+pub async fn post_event(
+    c: &reqwest::Client,
+    url: &str,
+    env: &hearth_proto::v1::Envelope,
+) -> WriteReply {
+    let r = c
+        .post(format!("{url}/v1/events"))
+        .body(env.encode_to_vec())
+        .send()
+        .await
+        .expect("POST /v1/events");
+    assert_eq!(
+        r.status().as_u16(),
+        201,
+        "{}",
+        r.text().await.unwrap_or_default()
+    );
+    r.json().await.expect("write reply")
+}
+
+/// Posts the benchmark sample event of `seed` (200 bytes), with this node's origin and a
+/// fresh request id.
+pub async fn post_sample(c: &reqwest::Client, url: &str, seed: u64) -> WriteReply {
+    let mut env = hearth_proto::sample::sample_envelope(seed, 200);
+    env.origin = Default::default();
+    env.request_id = None;
+    post_event(c, url, &env).await
 }
 
 pub async fn status_of(c: &reqwest::Client, node: &str) -> Option<ClusterStatus> {
