@@ -143,6 +143,37 @@ async fn requests_on_two_protocols_at_once_each_get_their_own_answer() -> TestRe
 }
 
 #[tokio::test]
+async fn an_observer_hears_a_peer_identify_itself_and_then_go() -> TestResult {
+    use hearth_services::net::Observation;
+    bounded(async {
+        let a = node("A", CLUSTER).await?;
+        let b = node("B", CLUSTER).await?;
+        let (tx, mut rx) = tokio::sync::mpsc::channel(64);
+        a.set_observer(tx).await?;
+        let b_id = b.local_peer_id();
+        b.dial(first_addr(&a).await?).await?;
+        loop {
+            match rx.recv().await.ok_or("observer closed")? {
+                Observation::Identified { peer, .. } if peer == b_id => break,
+                Observation::Gone { peer } if peer == b_id => return Err("gone too early".into()),
+                _ => {}
+            }
+        }
+        // Its only connection closes: the observer is told it is gone.
+        b.shutdown().await?;
+        loop {
+            if let Observation::Gone { peer } = rx.recv().await.ok_or("observer closed")? {
+                assert_eq!(peer, b_id);
+                break;
+            }
+        }
+        a.shutdown().await?;
+        Ok(())
+    })
+    .await
+}
+
+#[tokio::test]
 async fn non_member_is_refused_and_counted() -> TestResult {
     bounded(async {
         let a = node("A", CLUSTER).await?;

@@ -421,3 +421,99 @@ async fn a_holder_killed_mid_replication_restarts_with_nothing_lost_or_duplicate
     }
     drop(nodes);
 }
+
+/// Whether every shard has a confirmed holder that the placement names, none of them `gone`.
+fn placed_away_from(st: &BlobStatus, gone: &str) -> bool {
+    st.shards.iter().all(|s| {
+        s.holders
+            .iter()
+            .any(|h| h.placed && h.confirmed && h.peer_id != gone)
+            && !s.holders.iter().any(|h| h.placed && h.peer_id == gone)
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_unseen_past_the_grace_period_has_its_shards_rebuilt_and_gets_them_back_on_return()
+{
+    let dir = tempfile::tempdir().expect("tempdir");
+    // Sightings every second, so a member down for 6 s is gone (the defaults are 1 min / 1 h).
+    let extra = ["--repair-grace", "6s", "--peer-seen-every", "1s"];
+    let mut nodes = form_cluster(dir.path(), 4, &extra).await;
+    let c = client();
+    let urls: Vec<String> = nodes.iter().map(Serve::http_url).collect();
+    let mut peers = Vec::new();
+    for u in &urls {
+        let i: NodeInfo = get(&c, &format!("{u}/v1/admin/node")).await.expect("info");
+        peers.push(i.peer_id);
+    }
+    let blobs: Vec<Vec<u8>> = vec![blob(1_000_000, 21), blob(300_000, 22)];
+    let mut replies = Vec::new();
+    for data in &blobs {
+        let reply = put_durable(&c, &urls[0], data.clone()).await;
+        assert_eq!((reply.k, reply.m), (2, 2));
+        replies.push(reply);
+    }
+    for reply in &replies {
+        wait_for("one shard per member", CONVERGE, || async {
+            let st = status(&c, &urls[0], &reply.hash).await?;
+            (confirmed(&st).iter().all(|h| h.len() == 1) && st.survives == 2).then_some(())
+        })
+        .await;
+    }
+
+    // A follower goes down and stays down; nobody removes it.
+    let leader = wait_for("a leader", CONVERGE, || async {
+        status_of(&c, &urls[0]).await?.leader_peer_id
+    })
+    .await;
+    let victim = (0..peers.len())
+        .find(|&i| peers[i] != leader && i != 0)
+        .expect("a follower");
+    sigkill(&nodes[victim]);
+    let _ = nodes[victim].child.0.wait();
+    let gone = peers[victim].clone();
+    // Past the grace period the leader places its shards on the others, which rebuild them:
+    // every shard is again held by a placed, confirmed member, and the blob survives a loss.
+    for (reply, data) in replies.iter().zip(&blobs) {
+        let st = wait_for(
+            "the gone member's shards to be rebuilt",
+            CONVERGE,
+            || async {
+                let st = status(&c, &urls[0], &reply.hash).await?;
+                placed_away_from(&st, &gone).then_some(st)
+            },
+        )
+        .await;
+        // Still a voter, still counted as holding its old copy (it may come back with it).
+        assert_eq!(st.if_member_leaves.len(), 4, "{st:?}");
+        read_back(&c, &urls[0], reply, data).await;
+    }
+
+    // It comes back (on new ports): it is sighted again, the leader gives it a shard of each
+    // blob again, and its surplus copies are released — one placed copy per shard, on four
+    // members, surviving two losses.
+    let data_dir = dir.path().join(format!("n{victim}"));
+    nodes[victim] = common::start_serve_with(&data_dir, &extra);
+    let back = nodes[victim].http_url();
+    for (reply, data) in replies.iter().zip(&blobs) {
+        let st = wait_for(
+            "the returning member to hold a shard again",
+            CONVERGE,
+            || async {
+                let st = status(&c, &back, &reply.hash).await?;
+                let one_each = confirmed(&st).iter().all(|h| h.len() == 1);
+                let holds = confirmed(&st).iter().any(|h| h.contains(&gone));
+                (one_each && holds && st.survives == 2).then_some(st)
+            },
+        )
+        .await;
+        assert!(
+            st.shards
+                .iter()
+                .all(|s| s.holders.iter().any(|h| h.placed && h.confirmed)),
+            "{st:?}"
+        );
+        read_back(&c, &back, reply, data).await;
+    }
+    drop(nodes);
+}

@@ -89,6 +89,13 @@ pub struct ServeArgs {
     /// Time between scrub passes, e.g. `24h` [default: 24h].
     #[arg(long, env = "HEARTH_SCRUB_EVERY", value_parser = humantime::parse_duration)]
     pub scrub_every: Option<std::time::Duration>,
+    /// A member no one has seen for this long has its shards rebuilt onto the other members
+    /// (`0s`: only when it is removed), e.g. `1h` [default: 1h].
+    #[arg(long, env = "HEARTH_REPAIR_GRACE", value_parser = humantime::parse_duration)]
+    pub repair_grace: Option<std::time::Duration>,
+    /// At most one sighting of each connected member is logged per this interval [default: 60s].
+    #[arg(long, env = "HEARTH_PEER_SEEN_EVERY", value_parser = humantime::parse_duration)]
+    pub peer_seen_every: Option<std::time::Duration>,
     /// As a device: keep the documents this node is paired for in sync with the cluster member
     /// at this multiaddr, which ends in `/p2p/PEER_ID` (repeatable).
     #[arg(long = "sync-with", env = "HEARTH_SYNC_WITH", value_delimiter = ',')]
@@ -123,6 +130,10 @@ struct FileConfig {
     scrub_bytes_per_s: Option<u64>,
     #[serde(default, with = "humantime_serde_opt")]
     scrub_every: Option<std::time::Duration>,
+    #[serde(default, with = "humantime_serde_opt")]
+    repair_grace: Option<std::time::Duration>,
+    #[serde(default, with = "humantime_serde_opt")]
+    peer_seen_every: Option<std::time::Duration>,
     sync_with: Option<Vec<String>>,
 }
 
@@ -212,6 +223,12 @@ impl ServeArgs {
         }
         if let Some(d) = self.scrub_every.or(file.scrub_every) {
             s.scrub_every = d;
+        }
+        if let Some(d) = self.repair_grace.or(file.repair_grace) {
+            s.repair_grace = d;
+        }
+        if let Some(d) = self.peer_seen_every.or(file.peer_seen_every) {
+            s.peer_seen_every = d;
         }
         let sync_with = if self.sync_with.is_empty() {
             file.sync_with.unwrap_or_default()

@@ -727,6 +727,10 @@ pub struct HolderStatus {
     pub epoch: u64,
     /// Whether the holder confirmed storing it.
     pub confirmed: bool,
+    /// Whether the blob's current placement names it (a confirmed holder that is not placed
+    /// keeps a surplus copy until it releases it, or until it is back if it was gone).
+    #[serde(default)]
+    pub placed: bool,
 }
 
 pub(super) async fn blob_status(
@@ -797,6 +801,7 @@ pub(super) async fn blob_status(
                     peer_id: peer_text(holder),
                     epoch: r.placement_epoch,
                     confirmed: r.confirmed,
+                    placed: record.placement.get(index as usize) == Some(holder),
                 })
                 .collect(),
             local,

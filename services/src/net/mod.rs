@@ -166,6 +166,11 @@ pub enum Observation {
         /// The round-trip time.
         rtt: Duration,
     },
+    /// The last connection to the peer closed: it is no longer seen (until it connects again).
+    Gone {
+        /// The peer.
+        peer: PeerId,
+    },
 }
 
 /// Counters kept by the actor.
@@ -559,6 +564,7 @@ impl Actor {
                 ..
             } => {
                 self.identified.remove(&peer_id);
+                self.observe(Observation::Gone { peer: peer_id });
             }
             SwarmEvent::OutgoingConnectionError {
                 connection_id,

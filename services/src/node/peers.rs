@@ -1,6 +1,8 @@
 //! Peers and reputation on a node: what the swarm sees becomes `PeerSeen` events
-//! (rate-limited: one per member per [`PEER_SEEN_EVERY`], or at once when its addresses or agent
-//! change), what transfers from peers did becomes `TransferOutcome` events (summed per peer and
+//! (rate-limited: one per connected member per `--peer-seen-every` ([`PEER_SEEN_EVERY`] by
+//! default), or at once when its addresses or agent change; none for a member whose connection
+//! closed or that has not answered a ping for [`SILENT_AFTER`], so the log's last sighting of a
+//! member is when it was last really there), what transfers from peers did becomes `TransferOutcome` events (summed per peer and
 //! reported every [`REPORT_EVERY`]), and the reputation projection (`peers-1`) turns both into
 //! counters; scores are computed when asked ([`hearth_projections::score`]) and used by
 //! placement and by reads (better peers first).
@@ -17,8 +19,12 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 
-/// At most one `PeerSeen` per member per this interval, unless something changed.
+/// By default, at most one `PeerSeen` per member per this interval, unless something changed.
 pub const PEER_SEEN_EVERY: Duration = Duration::from_secs(60);
+
+/// A member nothing was heard from (identify, ping: libp2p pings every 15 s) for this long is
+/// no longer reported as seen, even if its connection has not closed yet.
+pub const SILENT_AFTER: Duration = Duration::from_secs(45);
 
 /// Transfer outcomes are reported this often.
 pub const REPORT_EVERY: Duration = Duration::from_secs(5);
@@ -129,6 +135,8 @@ struct Seen {
     agent_version: String,
     protocol_version: String,
     rtt_us: u64,
+    /// When the swarm last said something about it.
+    heard: Option<Instant>,
     /// What was last proposed, and when.
     proposed: Option<(Vec<String>, String, Instant)>,
 }
@@ -148,9 +156,16 @@ pub(super) async fn peer_watcher(node: Node, mut rx: mpsc::Receiver<Observation>
                     s.addresses = addresses.iter().map(ToString::to_string).collect();
                     s.agent_version = agent_version;
                     s.protocol_version = protocol_version;
+                    s.heard = Some(Instant::now());
                 }
                 Some(Observation::RoundTrip { peer, rtt }) => {
-                    seen.entry(peer).or_default().rtt_us = rtt.as_micros() as u64;
+                    let s = seen.entry(peer).or_default();
+                    s.rtt_us = rtt.as_micros() as u64;
+                    s.heard = Some(Instant::now());
+                }
+                Some(Observation::Gone { peer }) => {
+                    // Reported again (at once) when it reconnects and identifies itself.
+                    seen.remove(&peer);
                 }
             },
             _ = tick.tick() => {
@@ -159,14 +174,18 @@ pub(super) async fn peer_watcher(node: Node, mut rx: mpsc::Receiver<Observation>
                 }
                 let members = node.member_peers();
                 let me = node.peer_id();
+                let every = node.inner.settings.peer_seen_every;
                 for (peer, s) in seen.iter_mut() {
                     if *peer == me || !members.contains(&peer.to_bytes()) || s.addresses.is_empty() {
+                        continue;
+                    }
+                    if s.heard.is_none_or(|t| t.elapsed() > SILENT_AFTER) {
                         continue;
                     }
                     let due = match &s.proposed {
                         None => true,
                         Some((addrs, agent, at)) => {
-                            *addrs != s.addresses || *agent != s.agent_version || at.elapsed() >= PEER_SEEN_EVERY
+                            *addrs != s.addresses || *agent != s.agent_version || at.elapsed() >= every
                         }
                     };
                     if !due {

@@ -4,7 +4,9 @@
 //!
 //! Each pass, for every unsettled blob:
 //! 1. **Decide** (the leader only): when the blob has no placement decision yet, or its
-//!    placement names a node that is no longer a voter, choose holders
+//!    placement names a node that is no longer a voter or is *gone* (a voter no member has
+//!    sighted for `--repair-grace`, counted from no earlier than when this leader took over),
+//!    choose holders
 //!    ([`crate::replication::placement::place`], current holders kept where possible) and
 //!    propose one `ShardPlaced` per shard with a new epoch (after the acceptance and the
 //!    previous decision; an old leader's decision at the same epoch is rejected at apply).
@@ -16,6 +18,12 @@
 //!    the placement is confirmed, a copy the placement does not name is recorded released
 //!    (`ShardReleased`) and then its file removed. The leader records the copies of members
 //!    that left the cluster as released too (nobody else can).
+//!
+//! Whenever the set of placeable voters changes (a membership change, a member gone past the
+//! grace period or back, a new leader), the leader re-checks every blob: one naming a member
+//! that is not placeable is decided anew, and so is one whose placement survives fewer member
+//! losses than a placement over the current members would (shards placed while a member was
+//! gone move back when it returns, keeping every holder that still fits).
 //!
 //! The worker runs when raft applies something (and at least every [`REPLICATE_EVERY`]).
 //! Memory: one transfer piece (4 MiB) or one stripe per shard in flight per blob.
@@ -75,8 +83,40 @@ impl Node {
         self.leads(&self.metrics())
     }
 
-    /// One pass over the work list; returns how many steps were taken (events proposed).
-    pub async fn replicate_once(&self) -> Result<usize, NodeError> {
+    /// The voters no member has sighted for longer than the repair grace period, with how long
+    /// (ms): the last `PeerSeen` about each in the log, or `since_ms` (when this leader took
+    /// over) if later, against this node's clock. Never this node; none when the grace is 0.
+    pub fn gone_voters(&self, voters: &[Vec<u8>], since_ms: u64) -> Vec<(Vec<u8>, u64)> {
+        let grace = self.inner.settings.repair_grace.as_millis() as u64;
+        if grace == 0 {
+            return Vec::new();
+        }
+        let me = self.peer_id().to_bytes();
+        let records: std::collections::HashMap<Vec<u8>, u64> = match self.peer_records() {
+            Ok(r) => r
+                .into_iter()
+                .map(|(p, r)| (p, r.last_seen_log_ms))
+                .collect(),
+            Err(e) => {
+                tracing::warn!(error = %e, "reading the peer table: no member is taken for gone");
+                return Vec::new();
+            }
+        };
+        let now = super::now_ms();
+        voters
+            .iter()
+            .filter(|p| **p != me)
+            .filter_map(|p| {
+                let last = records.get(p).copied().unwrap_or(0).max(since_ms);
+                let silent = now.saturating_sub(last);
+                (silent > grace).then(|| (p.clone(), silent))
+            })
+            .collect()
+    }
+
+    /// One pass over the work list, placing shards on `placeable` (the voters, less any gone
+    /// past the grace period); returns how many steps were taken (events proposed).
+    pub async fn replicate_once(&self, placeable: &[Vec<u8>]) -> Result<usize, NodeError> {
         if self.ready().is_err() {
             return Ok(0);
         }
@@ -88,8 +128,9 @@ impl Node {
                 continue;
             };
             let holders = self.blob_holders(&hash)?;
-            if leader && needs_decision(&blob, &voters) {
-                steps += self.decide(&hash, &blob, &voters).await?;
+            if leader && needs_decision(&blob, placeable) {
+                let chosen = self.choose(&hash, &blob, placeable)?;
+                steps += self.propose_placement(&hash, &blob, &chosen).await?;
                 continue;
             }
             steps += self.hold(&hash, &blob, &holders).await;
@@ -100,13 +141,13 @@ impl Node {
         Ok(steps)
     }
 
-    /// Re-checks every blob's placement against the voters (after a membership change) and
-    /// puts the ones naming a former member back to work by deciding anew (leader only).
-    pub async fn replace_departed(&self) -> Result<usize, NodeError> {
+    /// Re-checks every blob's placement against `placeable` (after the voters changed, or a
+    /// member was gone past the grace period or came back) and decides anew (leader only) for
+    /// the ones naming a member not placeable, or surviving fewer losses than they could.
+    pub async fn replace_departed(&self, placeable: &[Vec<u8>]) -> Result<usize, NodeError> {
         if !self.is_leader() || self.ready().is_err() {
             return Ok(0);
         }
-        let voters = self.voter_peers();
         let rows = self
             .inner
             .sm
@@ -125,19 +166,35 @@ impl Node {
             if blob.deleted || blob.is_inline() || blob.placement.is_empty() {
                 continue;
             }
-            if needs_decision(&blob, &voters) {
-                steps += self.decide(&hash, &blob, &voters).await?;
+            let chosen = match self.choose(&hash, &blob, placeable) {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::warn!(error = %e, "re-placing a blob");
+                    continue;
+                }
+            };
+            let now = placement::survivable_losses(
+                blob.data_shards,
+                &blob
+                    .placement
+                    .iter()
+                    .map(|h| vec![h.clone()])
+                    .collect::<Vec<_>>(),
+            );
+            if needs_decision(&blob, placeable) || chosen.survives > now {
+                steps += self.propose_placement(&hash, &blob, &chosen).await?;
             }
         }
         Ok(steps)
     }
 
-    async fn decide(
+    /// Holders for every shard of `blob` among `voters` (current holders kept where possible).
+    fn choose(
         &self,
         hash: &[u8; 32],
         blob: &BlobRecord,
         voters: &[Vec<u8>],
-    ) -> Result<usize, NodeError> {
+    ) -> Result<placement::Placement, NodeError> {
         let layout = layout_of(blob)?;
         let free = self.blob_room().unwrap_or(u64::MAX);
         let me = self.peer_id().to_bytes();
@@ -151,7 +208,7 @@ impl Node {
                 score: self.peer_score(p).value,
             })
             .collect();
-        let chosen = placement::place(
+        placement::place(
             hash,
             blob.data_shards,
             blob.parity_shards,
@@ -159,7 +216,18 @@ impl Node {
             &candidates,
             &blob.placement,
         )
-        .map_err(|e| NodeError::Blob(format!("placing blob {}: {e}", crate::hex::encode(hash))))?;
+        .map_err(|e| NodeError::Blob(format!("placing blob {}: {e}", crate::hex::encode(hash))))
+    }
+
+    /// Proposes `chosen` as the blob's placement: one `ShardPlaced` per shard, under a new
+    /// epoch; returns how many were committed.
+    async fn propose_placement(
+        &self,
+        hash: &[u8; 32],
+        blob: &BlobRecord,
+        chosen: &placement::Placement,
+    ) -> Result<usize, NodeError> {
+        let layout = layout_of(blob)?;
         let epoch = blob.placement_epoch.max(blob.accepted_index) + 1;
         let proposals = chosen.holders.iter().zip(0u32..).map(|(holder, shard)| {
             let env = Envelope {
@@ -350,7 +418,8 @@ impl Node {
     }
 }
 
-/// Whether the blob needs a (new) decision: none yet, or one naming a non-voter.
+/// Whether the blob needs a (new) decision: none yet, or one naming a member not in `voters`
+/// (the placeable ones).
 fn needs_decision(blob: &BlobRecord, voters: &[Vec<u8>]) -> bool {
     blob.placement.is_empty()
         || blob
@@ -394,9 +463,12 @@ pub fn manifest_of(hash: &[u8; 32], blob: &BlobRecord) -> Result<Manifest, NodeE
 }
 
 /// The replication worker: a pass every [`REPLICATE_EVERY`], and a full re-check of
-/// placements whenever the voters change.
+/// placements whenever the placeable voters change.
 pub(super) async fn replicator(node: Node) {
     let mut checked: Option<Vec<Vec<u8>>> = None;
+    // When this node last became the leader (its clock): nobody is gone for longer than that.
+    let mut leader_since: Option<u64> = None;
+    let mut gone_before: Vec<Vec<u8>> = Vec::new();
     let mut metrics = node.raft().metrics();
     loop {
         // Woken by anything raft applies (a new blob, a placement, a confirmation), or by the
@@ -406,18 +478,51 @@ pub(super) async fn replicator(node: Node) {
             _ = tokio::time::sleep(REPLICATE_EVERY) => {}
         }
         tokio::time::sleep(Duration::from_millis(5)).await;
-        // The leader re-checks every placement when the voters change (or it just took over).
-        let now = node.is_leader().then(|| node.voter_peers());
+        let leader = node.is_leader();
+        let mut placeable = node.voter_peers();
+        if leader {
+            let since = *leader_since.get_or_insert_with(super::now_ms);
+            let gone = node.gone_voters(&placeable, since);
+            let gone_now: Vec<Vec<u8>> = gone.iter().map(|(p, _)| p.clone()).collect();
+            for (p, silent) in &gone {
+                if !gone_before.contains(p) {
+                    tracing::warn!(
+                        peer = %peer_text(p),
+                        unseen_s = silent / 1000,
+                        grace_s = node.inner.settings.repair_grace.as_secs(),
+                        "member unseen past the repair grace period: rebuilding its shards on the others"
+                    );
+                }
+            }
+            for p in &gone_before {
+                if !gone_now.contains(p) && placeable.contains(p) {
+                    tracing::info!(peer = %peer_text(p), "member seen again: placing shards on it");
+                }
+            }
+            placeable.retain(|p| !gone_now.contains(p));
+            gone_before = gone_now;
+        } else {
+            leader_since = None;
+            gone_before.clear();
+        }
+        // The leader re-checks every placement when the placeable voters change (or it just
+        // took over).
+        let now = leader.then(|| placeable.clone());
         if now.is_some() && now != checked && node.ready().is_ok() {
-            match node.replace_departed().await {
+            match node.replace_departed(&placeable).await {
                 Ok(_) => checked = now,
                 Err(e) => tracing::warn!(error = %e, "re-placing shards after a membership change"),
             }
         } else if now.is_none() {
             checked = None;
         }
-        if let Err(e) = node.replicate_once().await {
+        if let Err(e) = node.replicate_once(&placeable).await {
             tracing::warn!(error = %e, "replication pass");
         }
     }
+}
+
+/// A PeerId's text form (its bytes in hex if they do not parse).
+fn peer_text(p: &[u8]) -> String {
+    PeerId::from_bytes(p).map_or_else(|_| crate::hex::encode(p), |p| p.to_string())
 }

@@ -16,6 +16,11 @@ pub const DEFAULT_P2P: &str = "/ip4/127.0.0.1/tcp/7071";
 /// Default data directory.
 pub const DEFAULT_DATA_DIR: &str = "./hearth-data";
 
+/// How long a voter may go unsighted before its shards are rebuilt elsewhere: long enough that
+/// a reboot or an evening offline moves nothing, short enough that a dead disk does not leave
+/// the family's blobs one loss from gone for a day.
+pub const DEFAULT_REPAIR_GRACE: Duration = Duration::from_secs(3600);
+
 /// How the log is kept once snapshots exist.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "kebab-case")]
@@ -78,6 +83,13 @@ pub struct NodeSettings {
     /// Scrub: a full pass over this node's shards starts this long after the previous one (and
     /// after start-up).
     pub scrub_every: Duration,
+    /// A voter no member has sighted (no `PeerSeen` in the log) for this long is treated as
+    /// gone by the leader's placement: its shards are rebuilt onto the other members, without
+    /// waiting for an operator to remove it (zero: only removal does that).
+    pub repair_grace: Duration,
+    /// At most one `PeerSeen` per connected member per this interval (unless its addresses or
+    /// agent change).
+    pub peer_seen_every: Duration,
     /// Cluster members this node (a device outside their cluster) keeps its granted documents
     /// in sync with, over `/hearth/sync/1`: multiaddrs ending in `/p2p/PEER_ID`.
     pub sync_with: Vec<libp2p::Multiaddr>,
@@ -117,6 +129,8 @@ impl NodeSettings {
             cache_bytes: 64 << 20,
             scrub_bytes_per_s: 16 << 20,
             scrub_every: Duration::from_secs(24 * 3600),
+            repair_grace: DEFAULT_REPAIR_GRACE,
+            peer_seen_every: super::peers::PEER_SEEN_EVERY,
             sync_with: Vec::new(),
             sync_every: crate::docs::device_sync::DEFAULT_SYNC_EVERY,
             heartbeat: Duration::from_millis(100),
@@ -147,6 +161,17 @@ impl NodeSettings {
                 "raft timeouts must satisfy 0 < heartbeat ({:?}) < election min ({lo:?}) < \
                  election max ({hi:?})",
                 self.heartbeat
+            ));
+        }
+        if self.peer_seen_every.is_zero() {
+            return Err("peer-seen-every must be more than zero".into());
+        }
+        if !self.repair_grace.is_zero() && self.repair_grace < 3 * self.peer_seen_every {
+            return Err(format!(
+                "repair-grace ({}) must be at least three times peer-seen-every ({}), so a \
+                 member that is up is never taken for gone (or 0 to repair only on removal)",
+                humantime::format_duration(self.repair_grace),
+                humantime::format_duration(self.peer_seen_every)
             ));
         }
         if self.snapshot_every == 0 {
@@ -257,6 +282,22 @@ mod tests {
         s.admin_token = Some("secret".into());
         s.validate().expect("with a token");
         s.heartbeat = Duration::from_millis(600);
+        assert!(s.validate().is_err());
+    }
+
+    #[test]
+    fn the_repair_grace_must_outlast_several_sightings() {
+        let mut s = NodeSettings::new("/tmp/x");
+        assert_eq!(s.repair_grace, DEFAULT_REPAIR_GRACE);
+        s.peer_seen_every = Duration::from_secs(2);
+        s.repair_grace = Duration::from_secs(5);
+        let e = s.validate().expect_err("too short");
+        assert!(e.contains("repair-grace (5s)") && e.contains("(2s)"), "{e}");
+        s.repair_grace = Duration::from_secs(6);
+        s.validate().expect("three sightings");
+        s.repair_grace = Duration::ZERO;
+        s.validate().expect("zero: repair on removal only");
+        s.peer_seen_every = Duration::ZERO;
         assert!(s.validate().is_err());
     }
 }
