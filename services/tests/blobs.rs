@@ -942,3 +942,54 @@ async fn scrub_finds_rotten_and_missing_shard_copies_and_replaces_them() {
     assert!(got == data);
     s.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_large_reads_share_the_read_budget_and_give_it_back() {
+    // 8 MiB of read buffers: one 4 MiB piece at a time over every read on the node.
+    let s = Server::start_with(|st| {
+        st.cache_bytes = 0;
+        st.read_buffer_bytes = 8 << 20;
+    })
+    .await;
+    let budget = s.node.read_budget().clone();
+    assert_eq!(budget.total_mib(), 8);
+    let c = reqwest::Client::new();
+    let data = blob(13 << 20, 23);
+    let (_, reply) = put(&c, &s, data.clone()).await;
+    // Six reads of four pieces each at once: they take turns, and each gets the right bytes.
+    let reads = (0..6).map(|_| {
+        let (c, url) = (c.clone(), format!("{}/v1/blobs/{}", s.url, reply.hash));
+        async move {
+            let r = c.get(url).send().await.expect("get");
+            (r.status(), r.bytes().await.expect("body"))
+        }
+    });
+    for (status, got) in futures::future::join_all(reads).await {
+        assert_eq!(status, StatusCode::OK);
+        assert!(got[..] == data[..], "bytes differ");
+    }
+    eventually("the budget given back after the reads", || {
+        budget.free_mib() == 8
+    })
+    .await;
+    // A client that goes away mid-read gives its share back too.
+    let r = c
+        .get(format!("{}/v1/blobs/{}", s.url, reply.hash))
+        .send()
+        .await
+        .expect("get");
+    assert_eq!(r.status(), StatusCode::OK);
+    let mut r = r;
+    let first = r.chunk().await.expect("chunk").expect("some bytes");
+    assert!(!first.is_empty());
+    drop(r);
+    eventually("the budget given back after a disconnect", || {
+        budget.free_mib() == 8
+    })
+    .await;
+    // And the node still serves.
+    let (st, got) = get(&c, &s, &reply.hash, Some("bytes=0-99")).await;
+    assert_eq!(st, StatusCode::PARTIAL_CONTENT);
+    assert!(got[..] == data[..100]);
+    s.shutdown().await;
+}

@@ -13,6 +13,7 @@
 //!   durably publishes a blob's shards, chunk reads and repairs;
 //! * [`reader`]: verified byte ranges of a blob, rebuilding missing or rotten chunks on the way;
 //! * [`cache`]: the memory cache of verified stripes the reader looks in first;
+//! * [`read_budget`]: the node-wide bound on memory held by reads in progress;
 //! * [`repairer`]: putting those shards right in the background (whole missing files rebuilt,
 //!   rotten chunks rewritten).
 //!
@@ -22,6 +23,7 @@
 pub mod cache;
 pub mod layout;
 pub mod policy;
+pub mod read_budget;
 pub mod reader;
 pub mod repairer;
 pub mod shard_store;
@@ -30,6 +32,7 @@ pub mod stripe;
 pub use cache::StripeCache;
 pub use layout::{Layout, LayoutError};
 pub use policy::{ErasurePolicy, PolicyError};
+pub use read_budget::ReadBudget;
 pub use reader::{apply_repairs, read_range, Manifest, ReadReport, Repair};
 pub use repairer::{rebuild_shards, Repairer};
 pub use shard_store::{ReceiveError, ShardError, ShardReceiver, ShardStore, ShardWriter, Written};

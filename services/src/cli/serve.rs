@@ -82,6 +82,10 @@ pub struct ServeArgs {
     /// [default: 67108864 (64 MiB)].
     #[arg(long, env = "HEARTH_CACHE_BYTES")]
     pub cache_bytes: Option<u64>,
+    /// Memory all blob reads in progress may hold at once; more reads wait, and one waiting
+    /// 30 s is answered 503 [default: 268435456 (256 MiB)].
+    #[arg(long, env = "HEARTH_READ_BUFFER_BYTES")]
+    pub read_buffer_bytes: Option<u64>,
     /// Scrub rate: bytes per second of this node's shard files re-hashed; 0 turns scrub off
     /// [default: 16777216 (16 MiB/s)].
     #[arg(long, env = "HEARTH_SCRUB_BYTES_PER_S")]
@@ -127,6 +131,7 @@ struct FileConfig {
     max_blob_puts: Option<usize>,
     events_buffer: Option<usize>,
     cache_bytes: Option<u64>,
+    read_buffer_bytes: Option<u64>,
     scrub_bytes_per_s: Option<u64>,
     #[serde(default, with = "humantime_serde_opt")]
     scrub_every: Option<std::time::Duration>,
@@ -217,6 +222,9 @@ impl ServeArgs {
         }
         if let Some(n) = self.cache_bytes.or(file.cache_bytes) {
             s.cache_bytes = n;
+        }
+        if let Some(n) = self.read_buffer_bytes.or(file.read_buffer_bytes) {
+            s.read_buffer_bytes = n;
         }
         if let Some(n) = self.scrub_bytes_per_s.or(file.scrub_bytes_per_s) {
             s.scrub_bytes_per_s = n;

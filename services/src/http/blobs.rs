@@ -14,6 +14,7 @@
 //! loopback.
 
 use super::{check_writer, ApiError};
+use crate::blobs::read_budget::{Busy, Held, READ_WAIT};
 use crate::blobs::{read_range, Layout, Manifest, ShardError, ShardWriter, StripeError};
 use crate::hex;
 use crate::node::Node;
@@ -502,19 +503,33 @@ async fn stream_cluster(
         want,
         end: stripes.end,
     });
+    // Each piece holds its share of the read budget from before it is fetched until the
+    // client asks for the next one.
+    let budget = node.read_budget().clone();
+    let piece_bytes = STRIPES_PER_PIECE.saturating_mul(layout.stripe_size());
+    let held = budget.acquire(piece_bytes, READ_WAIT).await.map_err(busy)?;
     let (first, next) = reader
         .piece(stripes.start, STRIPES_PER_PIECE)
         .await
         .map_err(ApiError::unavailable)?;
-    let rest = futures::stream::unfold((reader, next), |(reader, at)| async move {
+    let state = (reader, next, Some(held), budget);
+    let rest = futures::stream::unfold(state, move |(reader, at, held, budget)| async move {
+        drop(held);
         if at >= reader.end {
             return None;
         }
-        match reader.piece(at, STRIPES_PER_PIECE).await {
-            Ok((bytes, next)) => Some((Ok(bytes), (reader, next))),
+        let held = match budget.acquire(piece_bytes, READ_WAIT).await {
+            Ok(h) => h,
             Err(e) => {
                 let end = reader.end;
-                Some((Err(std::io::Error::other(e)), (reader, end)))
+                return Some((Err(std::io::Error::other(e)), (reader, end, None, budget)));
+            }
+        };
+        match reader.piece(at, STRIPES_PER_PIECE).await {
+            Ok((bytes, next)) => Some((Ok(bytes), (reader, next, Some(held), budget))),
+            Err(e) => {
+                let end = reader.end;
+                Some((Err(std::io::Error::other(e)), (reader, end, None, budget)))
             }
         }
     });
@@ -584,18 +599,42 @@ async fn stream_shards(
     let store = node.shards().clone();
     let cache = node.stripe_cache().clone();
     let piece = READ_PIECE.max(layout.stripe_size());
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<Result<Bytes, ShardError>>(READ_AHEAD);
+    let budget = node.read_budget().clone();
+    // The first piece's share of the read budget, before anything starts: a node too busy
+    // answers 503 rather than a cut-off body.
+    let first_held = budget
+        .acquire(piece.min(want.end - want.start), READ_WAIT)
+        .await
+        .map_err(busy)?;
+    type Item = Result<(Bytes, Held), PieceError>;
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Item>(READ_AHEAD);
     let repairer = node.repairer().clone();
+    let rt = tokio::runtime::Handle::current();
     tokio::task::spawn_blocking(move || {
         let mut at = want.start;
+        let mut held = Some(first_held);
         while at < want.end {
             let end = (at + piece).min(want.end);
-            let item = read_range(&store, &cache, &manifest, at..end).map(|(bytes, report)| {
-                if !report.repairs.is_empty() {
-                    repairer.submit(&manifest, report);
-                }
-                Bytes::from(bytes)
-            });
+            // Each piece is read once the read holds its share of the budget; the share goes
+            // back when the client has taken the piece (see below).
+            let permit = match held.take() {
+                Some(h) => h,
+                None => match rt.block_on(budget.acquire(end - at, READ_WAIT)) {
+                    Ok(h) => h,
+                    Err(e) => {
+                        let _ = tx.blocking_send(Err(PieceError::Busy(e)));
+                        return;
+                    }
+                },
+            };
+            let item = read_range(&store, &cache, &manifest, at..end)
+                .map(|(bytes, report)| {
+                    if !report.repairs.is_empty() {
+                        repairer.submit(&manifest, report);
+                    }
+                    (Bytes::from(bytes), permit)
+                })
+                .map_err(PieceError::Shard);
             let failed = item.is_err();
             if tx.blocking_send(item).is_err() || failed {
                 return;
@@ -603,18 +642,39 @@ async fn stream_shards(
             at = end;
         }
     });
-    let first = match rx.recv().await {
+    let (first, first_permit) = match rx.recv().await {
         None => return Ok(Body::empty()),
-        Some(Err(e)) => return Err(read_error(e)),
-        Some(Ok(bytes)) => bytes,
+        Some(Err(PieceError::Shard(e))) => return Err(read_error(e)),
+        Some(Err(PieceError::Busy(e))) => return Err(busy(e)),
+        Some(Ok(item)) => item,
     };
-    let rest = futures::stream::unfold(rx, |mut rx| async move {
-        rx.recv()
-            .await
-            .map(|item| (item.map_err(std::io::Error::other), rx))
+    // The stream keeps the permits of the piece it last gave the client, and gives them back
+    // when the client asks for the next one (by then the previous one was written out).
+    let rest = futures::stream::unfold((rx, Some(first_permit)), |(mut rx, held)| async move {
+        drop(held);
+        match rx.recv().await? {
+            Ok((bytes, permit)) => Some((Ok(bytes), (rx, Some(permit)))),
+            Err(e) => Some((Err(std::io::Error::other(e)), (rx, None))),
+        }
     });
     let stream = futures::stream::once(async move { Ok::<_, std::io::Error>(first) }).chain(rest);
     Ok(Body::from_stream(stream))
+}
+
+/// Why a piece of a streamed read failed.
+#[derive(Debug, thiserror::Error)]
+enum PieceError {
+    /// Reading or verifying the shards.
+    #[error(transparent)]
+    Shard(ShardError),
+    /// The read budget was not granted in time.
+    #[error(transparent)]
+    Busy(Busy),
+}
+
+/// A read that did not get its share of the read budget in time: 503, try again later.
+fn busy(e: Busy) -> ApiError {
+    ApiError::unavailable(e.to_string())
 }
 
 /// Parses a single `bytes=` range against `size`; `None` when unsatisfiable or malformed.

@@ -23,6 +23,11 @@ impl Node {
         &self.inner.cache
     }
 
+    /// The bound on memory held by blob reads in progress (`--read-buffer-bytes`).
+    pub fn read_budget(&self) -> &crate::blobs::ReadBudget {
+        &self.inner.read_budget
+    }
+
     /// The background worker that puts shards right after reads found them missing or rotten.
     pub fn repairer(&self) -> &crate::blobs::Repairer {
         &self.inner.repairer

@@ -150,6 +150,7 @@ struct Inner {
     shards: crate::blobs::ShardStore,
     repairer: crate::blobs::Repairer,
     cache: crate::blobs::StripeCache,
+    read_budget: crate::blobs::ReadBudget,
     blob_puts: Semaphore,
     seq: AtomicU64,
     /// The redactor's cursor: deletions up to this log index have had their inline bytes
@@ -365,6 +366,7 @@ impl Node {
                 shards,
                 repairer,
                 cache: crate::blobs::StripeCache::new(settings.cache_bytes),
+                read_budget: crate::blobs::ReadBudget::new(settings.read_buffer_bytes),
                 blob_puts: Semaphore::new(settings.max_blob_puts),
                 inflight_count: Semaphore::new(settings.max_inflight),
                 inflight_bytes: Semaphore::new(settings.max_inflight_bytes),

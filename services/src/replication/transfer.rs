@@ -6,8 +6,22 @@
 use super::wire::{self, kind, FetchShard, ShardData, MAX_FETCH};
 use crate::blobs::{ReceiveError, ShardError, ShardStore};
 use crate::net::{NetError, NetHandle, Protocol, RaftRequest};
+use futures::{StreamExt as _, TryStreamExt as _};
 use libp2p::PeerId;
 use std::time::Instant;
+
+/// Pieces of one shard (or span) requested ahead of the one being written: the holder reads
+/// and the network carries the next pieces while this node hashes and writes the current one.
+/// Memory: this many × [`MAX_FETCH`] per transfer.
+pub const FETCH_AHEAD: usize = 4;
+
+/// `[start, end)` cut into pieces of at most [`MAX_FETCH`] bytes: `(offset, len)`.
+fn pieces(start: u64, end: u64) -> impl Iterator<Item = (u64, u32)> {
+    let step = u64::from(MAX_FETCH);
+    (start..end)
+        .step_by(step as usize)
+        .map(move |at| (at, (end - at).min(step) as u32))
+}
 
 /// Why a transfer failed.
 #[derive(Debug, thiserror::Error)]
@@ -153,7 +167,7 @@ pub async fn fetch_range(
 }
 
 /// Bytes `span` of shard `shard` of blob `hash` from `peer`, fetched in [`MAX_FETCH`] pieces
-/// one after the other, unverified: exactly those bytes or an error.
+/// ([`FETCH_AHEAD`] in flight), unverified: exactly those bytes or an error.
 pub async fn fetch_span(
     net: &NetHandle,
     cluster_id: [u8; 16],
@@ -163,11 +177,11 @@ pub async fn fetch_span(
     span: std::ops::Range<u64>,
 ) -> Result<Vec<u8>, TransferError> {
     let mut out = Vec::with_capacity(span.end.saturating_sub(span.start) as usize);
-    let mut at = span.start;
-    while at < span.end {
-        let n = (span.end - at).min(u64::from(MAX_FETCH)) as u32;
-        out.extend_from_slice(&fetch_range(net, cluster_id, peer, hash, shard, at, n).await?);
-        at += u64::from(n);
+    let mut parts = futures::stream::iter(pieces(span.start, span.end))
+        .map(|(at, n)| fetch_range(net, cluster_id, peer, hash, shard, at, n))
+        .buffered(FETCH_AHEAD);
+    while let Some(part) = parts.try_next().await? {
+        out.extend_from_slice(&part);
     }
     Ok(out)
 }
@@ -181,7 +195,8 @@ pub struct Fetched {
     pub micros: u64,
 }
 
-/// Fetches shard `shard` of blob `hash` from `peer` in [`MAX_FETCH`] pieces, checks it against
+/// Fetches shard `shard` of blob `hash` from `peer` in [`MAX_FETCH`] pieces ([`FETCH_AHEAD`]
+/// requested ahead of the one being written), checks it against
 /// `shard_hash` and `shard_size`, and makes it durable in `store` (fsync + rename + directory
 /// fsyncs). Nothing is kept when anything fails.
 #[allow(clippy::too_many_arguments)]
@@ -197,14 +212,15 @@ pub async fn fetch_shard(
 ) -> Result<Fetched, TransferError> {
     let started = Instant::now();
     let mut receiver = store.receiver(hash, shard)?;
-    let mut offset = 0u64;
-    while offset < shard_size {
-        let len = (shard_size - offset).min(u64::from(MAX_FETCH)) as u32;
-        let data = fetch_range(net, cluster_id, peer, &hash, shard, offset, len).await?;
+    // Every request is sent when the stream is first polled (the net actor then carries them
+    // whether or not this task is polling), so they are in flight while a piece is written.
+    let mut parts = futures::stream::iter(pieces(0, shard_size))
+        .map(|(at, n)| fetch_range(net, cluster_id, peer, &hash, shard, at, n))
+        .buffered(FETCH_AHEAD);
+    while let Some(data) = parts.try_next().await? {
         receiver = tokio::task::spawn_blocking(move || receiver.write(&data).map(|()| receiver))
             .await
             .map_err(|e| TransferError::Task(e.to_string()))??;
-        offset += u64::from(len);
     }
     tokio::task::spawn_blocking(move || receiver.finish(&shard_hash, shard_size))
         .await
@@ -213,4 +229,32 @@ pub async fn fetch_shard(
         bytes: shard_size,
         micros: started.elapsed().as_micros() as u64,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pieces_cover_the_span_exactly_in_bounded_steps() {
+        let step = u64::from(MAX_FETCH);
+        assert_eq!(pieces(0, 0).count(), 0);
+        assert_eq!(pieces(5, 6).collect::<Vec<_>>(), vec![(5, 1)]);
+        for (start, end) in [
+            (0, step),
+            (0, step + 1),
+            (3, 3 * step - 7),
+            (step, 2 * step),
+        ] {
+            let all: Vec<(u64, u32)> = pieces(start, end).collect();
+            assert!(all.iter().all(|&(_, n)| n > 0 && u64::from(n) <= step));
+            assert_eq!(all.first().map(|p| p.0), Some(start));
+            let mut at = start;
+            for &(o, n) in &all {
+                assert_eq!(o, at);
+                at += u64::from(n);
+            }
+            assert_eq!(at, end);
+        }
+    }
 }
