@@ -75,6 +75,6 @@ pub use entry::{CommittedEntry, EntryData, Outcome, ProjectionRejection, Rejecti
 pub use error::{ProjectionError, Result};
 pub use mem::MemState;
 pub use mem_store::MemStore;
-pub use peers::{score, Component, PeerRecord, PeersProjection, Score};
+pub use peers::{score, Component, PeerRecord, PeersProjection, Score, MAX_SCRUBBED_SHARDS};
 pub use projection::{Applied, ApplyCtx, Projection, StateTx};
 pub use store::{ProjectionStore, TableIter};

@@ -103,6 +103,7 @@ pub fn event_kind(env: &Envelope) -> &'static str {
         Some(Event::TransferOutcome(_)) => "TransferOutcome",
         Some(Event::DocChanged(_)) => "DocChanged",
         Some(Event::DevicePaired(_)) => "DevicePaired",
+        Some(Event::ShardsScrubbed(_)) => "ShardsScrubbed",
         None => "Unknown",
     }
 }

@@ -5,7 +5,7 @@ use hearth_proto::sample::sample_envelope;
 use hearth_proto::v1::envelope::Event;
 use hearth_proto::v1::{
     BlobAccepted, Envelope, ErasureParams, ManifestVerified, PeerSeen, ReplicaConfirmed, RequestId,
-    ShardPlaced,
+    ScrubbedShard, ShardPlaced, ShardsScrubbed,
 };
 use hearth_proto::{decode_envelope, encode, event_kind, ProtoError, SCHEMA_VERSION};
 use proptest::prelude::*;
@@ -106,6 +106,26 @@ fn peer_seen() -> PeerSeen {
     }
 }
 
+fn shards_scrubbed() -> ShardsScrubbed {
+    ShardsScrubbed {
+        holder: peer(6),
+        checked: 7,
+        bytes: 600_000,
+        bad: 2,
+        repaired: 1,
+        bad_shards: vec![
+            ScrubbedShard {
+                blob_hash: filled(0xb1, 32),
+                shard_index: 3,
+            },
+            ScrubbedShard {
+                blob_hash: filled(0xb1, 32),
+                shard_index: 5,
+            },
+        ],
+    }
+}
+
 fn all_events() -> Vec<Event> {
     vec![
         Event::BlobAccepted(blob_accepted()),
@@ -114,6 +134,7 @@ fn all_events() -> Vec<Event> {
         Event::ReplicaConfirmed(replica_confirmed()),
         Event::ManifestVerified(manifest_verified()),
         Event::PeerSeen(peer_seen()),
+        Event::ShardsScrubbed(shards_scrubbed()),
     ]
 }
 
@@ -156,7 +177,8 @@ fn envelope_with_each_event_round_trips() {
             "ShardPlaced",
             "ReplicaConfirmed",
             "ManifestVerified",
-            "PeerSeen"
+            "PeerSeen",
+            "ShardsScrubbed"
         ]
     );
 }
@@ -171,6 +193,7 @@ fn each_message_alone_round_trips() {
     assert_round_trip(&replica_confirmed());
     assert_round_trip(&manifest_verified());
     assert_round_trip(&peer_seen());
+    assert_round_trip(&shards_scrubbed());
 }
 
 #[test]

@@ -3,6 +3,8 @@
 //! reads, lost and rotten shards, and bad input that must change nothing.
 
 use bytes::Bytes;
+use hearth_proto::v1::envelope::Event;
+use hearth_proto::v1::{Envelope, ShardsScrubbed};
 use hearth_services::blobs::ErasurePolicy;
 use hearth_services::http::blobs::{BlobReply, BlobStatus, DeleteReply};
 use hearth_services::node::api::ErrorBody;
@@ -91,6 +93,31 @@ impl Server {
             let _ = s.send(());
         }
         self.node.clone().shutdown().await.expect("shutdown");
+    }
+
+    /// Every `ShardsScrubbed` in the node's log, with its index and origin.
+    fn scrub_reports(&self) -> Vec<(u64, Bytes, ShardsScrubbed)> {
+        let records = self.node.store().log().read(..).expect("read the log");
+        let mut out = Vec::new();
+        for rec in &records {
+            let Ok(entry) = hearth_raft::codec::decode_record(rec) else {
+                continue;
+            };
+            let openraft::EntryPayload::Normal(p) = entry.payload else {
+                continue;
+            };
+            for e in &p.envelopes {
+                if let Ok(Envelope {
+                    origin,
+                    event: Some(Event::ShardsScrubbed(s)),
+                    ..
+                }) = hearth_proto::decode_envelope(e)
+                {
+                    out.push((rec.index, origin, s));
+                }
+            }
+        }
+        out
     }
 
     fn shard(&self, hash: &str, i: u32) -> std::path::PathBuf {
@@ -930,6 +957,50 @@ async fn scrub_finds_rotten_and_missing_shard_copies_and_replaces_them() {
     std::fs::remove_file(s.shard(&reply.hash, 5)).expect("rm");
     let found = s.node.scrub_once(0).await.expect("scrub");
     assert_eq!((found.bad, found.repaired), (2, 2), "{found:?}");
+    // The pass is recorded as a `ShardsScrubbed` about this node, naming the bad copies.
+    let me = s.node.peer_id().to_bytes();
+    let index = found.recorded_at.expect("the pass was recorded");
+    assert!(clean.recorded_at.is_some_and(|i| i < index), "{clean:?}");
+    let reports = s.scrub_reports();
+    let (_, origin, report) = reports
+        .iter()
+        .find(|(i, _, _)| *i == index)
+        .expect("the ShardsScrubbed is in the log");
+    assert_eq!((&report.holder[..], &origin[..]), (&me[..], &me[..]));
+    assert!(report.bad >= 1, "{report:?}");
+    assert_eq!(
+        (report.checked, report.bad, report.repaired),
+        (7, 2, 2),
+        "{report:?}"
+    );
+    let hash = hearth_services::hex::decode(&reply.hash).expect("hex");
+    let mut bad: Vec<(Vec<u8>, u32)> = report
+        .bad_shards
+        .iter()
+        .map(|b| (b.blob_hash.to_vec(), b.shard_index))
+        .collect();
+    bad.sort();
+    assert_eq!(bad, vec![(hash.clone(), 3), (hash, 5)]);
+    // … and this node's own reputation record counts it.
+    let records = s.node.peer_records().expect("peer records");
+    let (_, mine) = records
+        .iter()
+        .find(|(p, _)| *p == me)
+        .expect("this node's peer record");
+    assert!(mine.scrub_bad >= 1 && mine.scrub_passes >= 1, "{mine:?}");
+    assert_eq!(
+        (mine.scrub_passes, mine.scrub_bad, mine.scrub_repaired),
+        (2, 2, 2)
+    );
+    let why = s
+        .node
+        .peer_score(&me)
+        .components
+        .into_iter()
+        .find(|c| c.name == "integrity")
+        .expect("integrity")
+        .why;
+    assert!(why.contains("2 bad copies found by its own scrub"), "{why}");
     assert!(
         std::fs::read(&rotten).expect("read") == good,
         "shard 3 put right"

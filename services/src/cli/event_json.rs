@@ -102,6 +102,20 @@ pub fn event_json(event: &Event) -> (&'static str, Value) {
                 "holder": hex::encode(&e.holder),
             }),
         ),
+        Event::ShardsScrubbed(e) => (
+            "shards_scrubbed",
+            json!({
+                "holder": hex::encode(&e.holder),
+                "checked": e.checked,
+                "bytes": e.bytes,
+                "bad": e.bad,
+                "repaired": e.repaired,
+                "bad_shards": e.bad_shards.iter().map(|s| json!({
+                    "blob_hash": hex::encode(&s.blob_hash),
+                    "shard_index": s.shard_index,
+                })).collect::<Vec<_>>(),
+            }),
+        ),
     }
 }
 
@@ -248,6 +262,24 @@ pub fn summary(event: &Event) -> String {
             e.shard_index,
             short_id(&e.holder)
         ),
+        Event::ShardsScrubbed(e) => {
+            let mut s = format!(
+                "holder={} checked={} bytes={} bad={} repaired={}",
+                short_id(&e.holder),
+                e.checked,
+                e.bytes,
+                e.bad,
+                e.repaired
+            );
+            if let Some(first) = e.bad_shards.first() {
+                s.push_str(&format!(
+                    " first_bad={}/{}",
+                    short_hash(&first.blob_hash),
+                    first.shard_index
+                ));
+            }
+            s
+        }
     }
 }
 
@@ -281,5 +313,35 @@ mod tests {
         assert_eq!(short_id(&env.origin), "08011220aabb");
         let s = summary(env.event.as_ref().expect("event"));
         assert!(s.contains("latency=250us") && s.contains("addrs=1"), "{s}");
+    }
+
+    #[test]
+    fn shards_scrubbed_to_json_and_summary() {
+        use hearth_proto::v1::{ScrubbedShard, ShardsScrubbed};
+        let event = Event::ShardsScrubbed(ShardsScrubbed {
+            holder: vec![0xab; 38].into(),
+            checked: 7,
+            bytes: 600_000,
+            bad: 2,
+            repaired: 2,
+            bad_shards: vec![ScrubbedShard {
+                blob_hash: vec![0xcd; 32].into(),
+                shard_index: 3,
+            }],
+        });
+        let (name, v) = event_json(&event);
+        assert_eq!(name, "shards_scrubbed");
+        assert_eq!(
+            (v["checked"].as_u64(), v["bad"].as_u64()),
+            (Some(7), Some(2))
+        );
+        assert_eq!(v["bad_shards"][0]["shard_index"], 3);
+        assert_eq!(v["bad_shards"][0]["blob_hash"], "cd".repeat(32));
+        let s = summary(&event);
+        assert!(
+            s.contains("holder=abababababab") && s.contains("bad=2 repaired=2"),
+            "{s}"
+        );
+        assert!(s.contains("first_bad=cdcdcdcdcdcdcdcd/3"), "{s}");
     }
 }

@@ -46,6 +46,13 @@ pub fn run(args: &PeersArgs, out: &mut dyn Write) -> anyhow::Result<()> {
             "    seen {} times, {} bytes in {} transfers ({} failed, {} bad), agent {:?}",
             p.seen_count, p.bytes, p.transfers_ok, p.transfers_failed, p.bad_data, p.agent_version
         )?;
+        if p.scrub_passes > 0 {
+            writeln!(
+                out,
+                "    scrubbed its own copies {} times ({} bytes): {} bad, {} repaired",
+                p.scrub_passes, p.scrubbed_bytes, p.scrub_bad, p.scrub_repaired
+            )?;
+        }
     }
     if reply.peers.is_empty() {
         writeln!(out, "no peers recorded yet")?;

@@ -1,5 +1,6 @@
 //! `GET /v1/peers`: every peer the reputation projection knows, with its score and the
-//! explanation of that score (each component, its weight and why it has its value), best first.
+//! explanation of that score (each component, its weight and why it has its value), best first,
+//! with the raw counters (sightings, transfers, scrub reports) it was computed from.
 
 use super::ApiError;
 use crate::node::Node;
@@ -45,6 +46,21 @@ pub struct PeerInfo {
     pub bytes: u64,
     /// Bad shards or ranges it served.
     pub bad_data: u64,
+    /// Scrub passes it reported over its own shard copies.
+    #[serde(default)]
+    pub scrub_passes: u64,
+    /// Bytes its scrub passes read.
+    #[serde(default)]
+    pub scrubbed_bytes: u64,
+    /// Copies its scrub passes found bad (rotten, short or missing).
+    #[serde(default)]
+    pub scrub_bad: u64,
+    /// Bad copies its scrub passes replaced by a verified copy.
+    #[serde(default)]
+    pub scrub_repaired: u64,
+    /// Log time of its last scrub report (Unix ms; 0: none).
+    #[serde(default)]
+    pub last_scrub_log_ms: u64,
 }
 
 /// One component of a score.
@@ -100,6 +116,11 @@ pub(super) async fn list(State(node): State<Node>) -> Result<Json<PeersReply>, A
                 transfers_failed: r.transfers_failed,
                 bytes: r.bytes,
                 bad_data: r.bad_data,
+                scrub_passes: r.scrub_passes,
+                scrubbed_bytes: r.scrubbed_bytes,
+                scrub_bad: r.scrub_bad,
+                scrub_repaired: r.scrub_repaired,
+                last_scrub_log_ms: r.last_scrub_log_ms,
             }
         })
         .collect();

@@ -10,6 +10,8 @@
 //! * blobs (`crate::http::blobs`): bytes received by `PUT`, bytes answered by `GET`;
 //! * the live event stream (`crate::http::events_stream`): open streams, events sent, lagging
 //!   consumers dropped;
+//! * the scrubber (`crate::node::scrubber`): shard files re-hashed, bytes read, bad copies found
+//!   and repaired — added at the end of each pass;
 //! * gauges (`crate::node::gauges`): raft term / commit / applied / apply lag and the repair
 //!   queue at each scrape (cheap reads); the replication and verification work lists, peer
 //!   scores and blobs per tier from a sampler task (a paged scan of the blob index every
@@ -66,6 +68,14 @@ pub const EVENT_STREAMS: &str = "hearth_event_streams";
 pub const EVENT_STREAM_SENT: &str = "hearth_event_stream_sent_total";
 /// Counter: `GET /v1/events` streams dropped because they fell behind the live buffer.
 pub const EVENT_STREAM_LAGGED: &str = "hearth_event_stream_lagged_total";
+/// Counter: shard files the scrubber re-hashed (a missing file counts).
+pub const SCRUB_CHECKED: &str = "hearth_scrub_checked_total";
+/// Counter: bytes the scrubber read.
+pub const SCRUB_BYTES: &str = "hearth_scrub_bytes_total";
+/// Counter: shard copies the scrubber found bad (rotten, short or missing).
+pub const SCRUB_BAD: &str = "hearth_scrub_bad_total";
+/// Counter: bad shard copies the scrubber replaced by a verified copy.
+pub const SCRUB_REPAIRED: &str = "hearth_scrub_repaired_total";
 
 /// How often the sampler scans the blob index for [`BLOBS`].
 pub const TIER_SCAN_EVERY: Duration = Duration::from_secs(60);
@@ -195,6 +205,22 @@ fn describe() {
         Unit::Count,
         "Event streams dropped for falling behind the live buffer"
     );
+    describe_counter!(
+        SCRUB_CHECKED,
+        Unit::Count,
+        "Shard files re-hashed by the scrubber"
+    );
+    describe_counter!(SCRUB_BYTES, Unit::Bytes, "Bytes read by the scrubber");
+    describe_counter!(
+        SCRUB_BAD,
+        Unit::Count,
+        "Shard copies the scrubber found rotten, short or missing"
+    );
+    describe_counter!(
+        SCRUB_REPAIRED,
+        Unit::Count,
+        "Bad shard copies the scrubber replaced by a verified copy"
+    );
 }
 
 /// Every metric name defined here and in the log crate.
@@ -223,6 +249,10 @@ pub const ALL: &[&str] = &[
     EVENT_STREAMS,
     EVENT_STREAM_SENT,
     EVENT_STREAM_LAGGED,
+    SCRUB_CHECKED,
+    SCRUB_BYTES,
+    SCRUB_BAD,
+    SCRUB_REPAIRED,
 ];
 
 #[cfg(test)]

@@ -2,11 +2,14 @@
 //! (rate-limited: one per connected member per `--peer-seen-every` ([`PEER_SEEN_EVERY`] by
 //! default), or at once when its addresses or agent change; none for a member whose connection
 //! closed or that has not answered a ping for [`SILENT_AFTER`], so the log's last sighting of a
-//! member is when it was last really there), what transfers from peers did becomes `TransferOutcome` events (summed per peer and
-//! reported every [`REPORT_EVERY`]), and the reputation projection (`peers-1`) turns both into
-//! counters; scores are computed when asked ([`hearth_projections::score`]) and used by
+//! member is when it was last really there), what transfers from peers did becomes
+//! `TransferOutcome` events (summed per peer and reported every [`REPORT_EVERY`]), and the
+//! reputation projection (`peers-1`) turns both (and the scrubber's `ShardsScrubbed` reports,
+//! [`super::scrubber`]) into counters; scores are computed when asked
+//! ([`hearth_projections::score`]) and used by
 //! placement and by reads (better peers first).
 
+use super::batcher::Committed;
 use super::{now_ms, Node, NodeError};
 use crate::net::Observation;
 use bytes::Bytes;
@@ -94,19 +97,21 @@ impl Node {
             .collect()
     }
 
-    /// Proposes a background event; a failure (no leader yet, a membership change under way)
-    /// is logged at debug and reported as `false` so the caller tries again later.
-    async fn propose_quietly(&self, event: Event, what: &str) -> bool {
+    /// Proposes a background event (peer sightings, transfer outcomes, scrub results); a
+    /// failure (no leader yet, a membership change under way) is logged at debug and reported
+    /// as `None` so the caller tries again later. `Some` is where it was committed (a
+    /// projection may still have rejected it: see [`Committed::rejected`]).
+    pub(super) async fn propose_quietly(&self, event: Event, what: &str) -> Option<Committed> {
         let env = Envelope {
             schema_version: hearth_proto::SCHEMA_VERSION,
             event: Some(event),
             ..Envelope::default()
         };
         match self.propose(Bytes::from(env.encode_to_vec())).await {
-            Ok(_) => true,
+            Ok(committed) => Some(committed),
             Err(e) => {
                 tracing::debug!(error = %e, "proposing {what}");
-                false
+                None
             }
         }
     }
@@ -199,7 +204,7 @@ pub(super) async fn peer_watcher(node: Node, mut rx: mpsc::Receiver<Observation>
                         agent_version: s.agent_version.clone(),
                         protocol_version: s.protocol_version.clone(),
                     });
-                    if !node.propose_quietly(event, "a peer sighting").await {
+                    if node.propose_quietly(event, "a peer sighting").await.is_none() {
                         // Not in the log: try again at the next tick, not a minute later.
                         s.proposed = None;
                     }
@@ -209,7 +214,7 @@ pub(super) async fn peer_watcher(node: Node, mut rx: mpsc::Receiver<Observation>
                     let pending: Vec<TransferOutcome> =
                         node.inner.transfers.lock().drain().map(|(_, t)| t).collect();
                     for t in pending {
-                        if !node.propose_quietly(Event::TransferOutcome(t.clone()), "transfer outcomes").await {
+                        if node.propose_quietly(Event::TransferOutcome(t.clone()), "transfer outcomes").await.is_none() {
                             node.requeue_transfer(t);
                         }
                     }

@@ -6,9 +6,17 @@
 //! manifest, or that is gone, is replaced: copied from another confirmed holder, or rebuilt
 //! from any `k` other shards — checked against the manifest, fsynced and renamed over the bad
 //! one ([`crate::blobs::ShardReceiver`]), so the confirmation in the index stays true. Results
-//! are logged (`scrub` target) and counted in [`ScrubReport`].
+//! are logged (`scrub` target), counted in [`ScrubReport`] and the scrub metrics, and recorded:
+//! every pass that checked at least one file ends with one `ShardsScrubbed` event about this
+//! node (its counts and up to [`MAX_SCRUBBED_SHARDS`] of the bad copies), which the
+//! reputation projection (`peers-1`) adds to this node's record. A report that cannot be
+//! proposed (no leader, say) is logged and dropped; the next pass reports its own.
 
 use super::{Node, NodeError};
+use bytes::Bytes;
+use hearth_projections::MAX_SCRUBBED_SHARDS;
+use hearth_proto::v1::envelope::Event;
+use hearth_proto::v1::{ScrubbedShard, ShardsScrubbed};
 use std::io::Read as _;
 use std::time::{Duration, Instant};
 
@@ -23,6 +31,9 @@ pub struct ScrubReport {
     pub bad: u64,
     /// Bad files replaced by a verified copy.
     pub repaired: u64,
+    /// Log index of the `ShardsScrubbed` event that recorded the pass; `None` when the pass
+    /// checked nothing (nothing to report), the proposal failed or a projection rejected it.
+    pub recorded_at: Option<u64>,
 }
 
 /// Bytes read per step (the unit of rate limiting).
@@ -36,6 +47,7 @@ impl Node {
             return Ok(report);
         }
         let me = self.peer_id().to_bytes();
+        let mut bad_shards: Vec<ScrubbedShard> = Vec::new();
         let started = Instant::now();
         let dirs = self.shards().blob_dirs()?;
         for (hash, _) in dirs {
@@ -99,6 +111,12 @@ impl Node {
                     continue;
                 }
                 report.bad += 1;
+                if bad_shards.len() < MAX_SCRUBBED_SHARDS {
+                    bad_shards.push(ScrubbedShard {
+                        blob_hash: Bytes::copy_from_slice(&hash),
+                        shard_index: *shard,
+                    });
+                }
                 tracing::warn!(target: "scrub", hash = %crate::hex::encode(&hash), shard, "scrub found a bad shard copy");
                 match self
                     .obtain_shard(&hash, &blob, &holders, *shard, &expected, size)
@@ -116,7 +134,45 @@ impl Node {
                 }
             }
         }
+        metrics::counter!(crate::metrics::SCRUB_CHECKED).increment(report.checked);
+        metrics::counter!(crate::metrics::SCRUB_BYTES).increment(report.bytes);
+        metrics::counter!(crate::metrics::SCRUB_BAD).increment(report.bad);
+        metrics::counter!(crate::metrics::SCRUB_REPAIRED).increment(report.repaired);
+        if report.checked > 0 {
+            report.recorded_at = self.record_scrub(&me, &report, bad_shards).await;
+        }
         Ok(report)
+    }
+
+    /// Proposes the `ShardsScrubbed` of a pass; the index it was committed at, or `None` (and
+    /// a warning) when it was not committed or the reputation projection refused it.
+    async fn record_scrub(
+        &self,
+        me: &[u8],
+        report: &ScrubReport,
+        bad_shards: Vec<ScrubbedShard>,
+    ) -> Option<u64> {
+        let event = Event::ShardsScrubbed(ShardsScrubbed {
+            holder: Bytes::copy_from_slice(me),
+            checked: report.checked,
+            bytes: report.bytes,
+            bad: report.bad,
+            repaired: report.repaired,
+            bad_shards,
+        });
+        match self.propose_quietly(event, "scrub results").await {
+            None => {
+                tracing::warn!(target: "scrub", ?report, "the scrub results were not recorded (not committed); the next pass reports its own");
+                None
+            }
+            Some(c) => {
+                if let Some(reason) = &c.rejected {
+                    tracing::warn!(target: "scrub", index = c.index, %reason, "the scrub results were committed but rejected");
+                    return None;
+                }
+                Some(c.index)
+            }
+        }
     }
 }
 
