@@ -180,20 +180,23 @@ impl StripeCodec {
             }
         }
         // The usual degraded case (chunks missing, none rotten): one reconstruction of every
-        // missing chunk from the present ones, checked by the stripe hash.
+        // missing chunk from the present ones, in place (no copy of the chunks), checked by
+        // the stripe hash; on a mismatch the reconstructed slots are emptied again.
+        let mut chunks = chunks;
         if let (Some(rs), false) = (&self.rs, chunks[..self.k].iter().all(Option::is_some)) {
-            let mut slots = chunks.clone();
-            if rs.reconstruct(&mut slots).is_ok() {
-                let data = join(slots[..self.k].iter().flatten(), len);
+            let missing: Vec<usize> = (0..self.total()).filter(|&i| chunks[i].is_none()).collect();
+            if rs.reconstruct(&mut chunks).is_ok() {
+                let data = join(chunks[..self.k].iter().flatten(), len);
                 if blake3::hash(&data).as_bytes() == hash {
-                    let repaired = slots
-                        .into_iter()
-                        .enumerate()
-                        .filter(|(i, _)| chunks[*i].is_none())
-                        .filter_map(|(i, c)| c.map(|c| (i, c)))
+                    let repaired = missing
+                        .iter()
+                        .filter_map(|&i| chunks[i].take().map(|c| (i, c)))
                         .collect();
                     return Ok(Decoded { data, repaired });
                 }
+            }
+            for &i in &missing {
+                chunks[i] = None;
             }
         }
         // Some present chunk is rotten: try other choices of k, then re-encode to find it.
