@@ -34,6 +34,10 @@
 //!   (its `inline_events` stay, so every member's collector can redact them from its log);
 //!   placing or confirming its shards is rejected, deleting it again is rejected, and accepting
 //!   the same bytes again starts a new record (placements then need a newer epoch).
+//! * `ParityAdded`: more parity shards for a sharded blob of the same acceptance (`m` only
+//!   grows; one 32-byte hash per added shard; the proposer is `added_by`), which becomes their
+//!   confirmed holder; the blob goes back on the work list (its placement covers fewer shards)
+//!   and on the verification list (its manifest changed).
 //!
 //! A stored value that does not decode (a damaged store) makes the event touching it a
 //! rejection, never a panic. Readers ([`BlobIndexProjection::decode_blob`],
@@ -41,7 +45,8 @@
 
 use hearth_proto::v1::envelope::Event;
 use hearth_proto::v1::{
-    BlobAccepted, Envelope, ManifestVerified, ReplicaConfirmed, ShardPlaced, ShardReleased,
+    BlobAccepted, Envelope, ManifestVerified, ParityAdded, ReplicaConfirmed, ShardPlaced,
+    ShardReleased,
 };
 use prost::Message;
 
@@ -258,8 +263,9 @@ impl HolderRecord {
     }
 }
 
-/// The blob index: blob manifests and shard holders, folded from `BlobAccepted`, `ShardPlaced`
-/// and `ReplicaConfirmed` (every other event is ignored).
+/// The blob index: blob manifests and shard holders, folded from `BlobAccepted`, `ShardPlaced`,
+/// `ReplicaConfirmed`, `ShardReleased`, `ManifestVerified`, `BlobDeleted` and `ParityAdded`
+/// (every other event is ignored).
 ///
 /// Keys and values (version 2):
 ///
@@ -393,6 +399,7 @@ impl Projection for BlobIndexProjection {
             Some(Event::ShardReleased(e)) => release(ctx, e, tx),
             Some(Event::ManifestVerified(e)) => verify(ctx, e, tx),
             Some(Event::BlobDeleted(e)) => delete(ctx, &e.blob_hash, tx),
+            Some(Event::ParityAdded(e)) => add_parity(ctx, &event.origin, e, tx),
             _ => Ok(()),
         };
         match result {
@@ -615,6 +622,65 @@ fn place(ctx: &ApplyCtx, origin: &[u8], e: &ShardPlaced, tx: &mut dyn StateTx) -
     tx.put(&key, &record.encode_to_vec());
     settle(ctx, hash, &mut blob, tx)?;
     Ok(())
+}
+
+/// More parity shards for a sharded blob: the added shards' hashes join the manifest, their
+/// computer holds them (confirmed), the blob is back on the work list (its placement no longer
+/// covers every shard), and its verification starts over (the manifest changed).
+fn add_parity(ctx: &ApplyCtx, origin: &[u8], e: &ParityAdded, tx: &mut dyn StateTx) -> Verdict {
+    let hash = e.blob_hash.as_ref();
+    let mut blob = known_sharded_blob(tx, hash)?;
+    if e.accepted_index != blob.accepted_index {
+        return Err(format!(
+            "parity for blob {} as accepted at index {}, it was accepted at {}",
+            hex(hash),
+            e.accepted_index,
+            blob.accepted_index
+        ));
+    }
+    let (k, m, wider) = (blob.data_shards, blob.parity_shards, e.parity_shards);
+    if wider <= m {
+        return Err(format!(
+            "blob {} has {m} parity shards already, not fewer than {wider}",
+            hex(hash)
+        ));
+    }
+    if u64::from(k) + u64::from(wider) > MAX_SHARDS {
+        return Err(format!(
+            "{k} data + {wider} parity shards is more than {MAX_SHARDS}"
+        ));
+    }
+    check_hashes("added shard", &e.added_shard_hashes, u64::from(wider - m))?;
+    if e.added_by.is_empty() || e.added_by.as_ref() != origin {
+        return Err("added shards must be held by the node that proposes them".to_owned());
+    }
+    let shard_size = stripe_chunk_total(blob.size, k, blob.stripe_size);
+    for (shard, h) in (k + m..).zip(&e.added_shard_hashes) {
+        blob.shard_hashes.push(h.to_vec());
+        let held = HolderRecord {
+            placement_epoch: blob.placement_epoch,
+            shard_size,
+            placed_log_time_ms: ctx.log_time_ms,
+            confirmed: true,
+            confirmed_log_time_ms: ctx.log_time_ms,
+            placed_index: ctx.index,
+            placed_position: ctx.position,
+        };
+        tx.put(
+            &BlobIndexProjection::holder_key(hash, shard, &e.added_by),
+            &held.encode_to_vec(),
+        );
+        blob.holder_records += 1;
+    }
+    blob.parity_shards = wider;
+    if blob.verified_log_time_ms > 0 {
+        blob.verified_log_time_ms = 0;
+        blob.verified_by.clear();
+    }
+    if blob.durable_log_time_ms > 0 {
+        tx.put(&BlobIndexProjection::verify_key(hash), &[]);
+    }
+    settle(ctx, hash, &mut blob, tx)
 }
 
 /// A holder dropped a surplus copy: allowed only once the current placement is satisfied and
@@ -1484,6 +1550,97 @@ mod tests {
         assert_eq!(holder(&state, 0, ACCEPTOR), None);
         let record = blob(&state, DATA).expect("blob");
         assert_eq!((record.holder_records, record.tier()), (3, "durable"));
+    }
+
+    fn parity(accepted_index: u64, m: u32, added: u32, by: &'static [u8]) -> Event {
+        Event::ParityAdded(ParityAdded {
+            blob_hash: hash(DATA),
+            accepted_index,
+            parity_shards: m,
+            added_shard_hashes: (3..3 + added).map(shard_hash).collect(),
+            added_by: Bytes::from_static(by),
+        })
+    }
+
+    #[test]
+    fn added_parity_joins_the_manifest_held_by_its_maker_and_needs_placing_again() {
+        let mut state = with_sharded();
+        for (i, (shard, holder)) in [(0, HOLDER_A), (1, ACCEPTOR), (2, HOLDER_B)]
+            .into_iter()
+            .enumerate()
+        {
+            let at = 2 + i as u64;
+            assert_eq!(
+                apply(&mut state, at, Event::ShardPlaced(placed(shard, holder, 2))),
+                Applied::Ok
+            );
+        }
+        for (at, shard, holder) in [(5, 0, HOLDER_A), (6, 2, HOLDER_B)] {
+            assert_eq!(
+                apply(
+                    &mut state,
+                    at,
+                    Event::ReplicaConfirmed(confirmed(shard, holder))
+                ),
+                Applied::Ok
+            );
+        }
+        assert_eq!(apply(&mut state, 7, released(0, ACCEPTOR)), Applied::Ok);
+        assert_eq!(apply(&mut state, 8, released(2, ACCEPTOR)), Applied::Ok);
+        assert!(!work_listed(&state), "settled");
+        assert_eq!(blob(&state, DATA).expect("blob").tier(), "durable");
+
+        // Malformed or stale additions change nothing (the default origin is "origin").
+        assert_rejected(&mut state, parity(2, 2, 1, b"origin"), "accepted at 1");
+        assert_rejected(&mut state, parity(1, 1, 0, b"origin"), "not fewer than 1");
+        assert_rejected(
+            &mut state,
+            parity(1, 3, 1, b"origin"),
+            "1 added shard hashes, expected 2",
+        );
+        assert_rejected(
+            &mut state,
+            parity(1, 2, 1, HOLDER_A),
+            "held by the node that proposes",
+        );
+        assert_rejected(&mut state, parity(1, 255, 254, b"origin"), "more than 256");
+
+        // m 1 → 2: shard 3 is HOLDER_A's, confirmed; the placement no longer covers every
+        // shard, so the blob is back on the work list, and it is to be verified again.
+        assert_eq!(
+            apply_from(&mut state, 9, HOLDER_A, parity(1, 2, 1, HOLDER_A)),
+            Applied::Ok
+        );
+        let record = blob(&state, DATA).expect("blob");
+        assert_eq!((record.data_shards, record.parity_shards), (2, 2));
+        assert_eq!(record.shard_hashes.len(), 4);
+        assert_eq!(record.shard_hash(3), shard_hash(3).as_ref());
+        assert_eq!(record.holder_records, 4);
+        assert_eq!(record.tier(), "durable");
+        assert_eq!(
+            holder(&state, 3, HOLDER_A).map(|h| (h.confirmed, h.placed_index)),
+            Some((true, 9))
+        );
+        assert!(work_listed(&state));
+        assert!(state
+            .entries()
+            .contains_key(&BlobIndexProjection::verify_key(&hash(DATA))));
+        // A new decision over four shards settles it again.
+        for (at, shard, holder) in [(10, 0, HOLDER_A), (11, 1, ACCEPTOR), (12, 2, HOLDER_B)] {
+            assert_eq!(
+                apply(
+                    &mut state,
+                    at,
+                    Event::ShardPlaced(placed(shard, holder, 10))
+                ),
+                Applied::Ok
+            );
+        }
+        assert_eq!(
+            apply(&mut state, 13, Event::ShardPlaced(placed(3, HOLDER_A, 10))),
+            Applied::Ok
+        );
+        assert!(!work_listed(&state), "settled over four shards");
     }
 
     #[test]

@@ -104,6 +104,7 @@ pub fn event_kind(env: &Envelope) -> &'static str {
         Some(Event::DocChanged(_)) => "DocChanged",
         Some(Event::DevicePaired(_)) => "DevicePaired",
         Some(Event::ShardsScrubbed(_)) => "ShardsScrubbed",
+        Some(Event::ParityAdded(_)) => "ParityAdded",
         None => "Unknown",
     }
 }

@@ -517,3 +517,52 @@ async fn a_member_unseen_past_the_grace_period_has_its_shards_rebuilt_and_gets_t
     }
     drop(nodes);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_blob_stored_on_one_node_gets_parity_when_the_cluster_grows() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // One node: the auto code is 1 + 0, a single shard that survives no loss.
+    let first = common::start_serve_with(&dir.path().join("n0"), &[]);
+    let url = first.http_url();
+    let c = client();
+    wait_for("the first node to lead", CONVERGE, || async {
+        status_of(&c, &url).await?.leader
+    })
+    .await;
+    let data = blob(2_500_000, 31);
+    let reply = put_durable(&c, &url, data.clone()).await;
+    assert_eq!((reply.k, reply.m), (1, 0));
+
+    // Two more members: new blobs get 2 + 1; the old one gets a parity shard (1 + 1), placed
+    // on another member, so it survives losing any one member.
+    let mut nodes = vec![first];
+    for i in 1..3 {
+        nodes.push(common::start_serve_with(
+            &dir.path().join(format!("n{i}")),
+            &["--join", &url],
+        ));
+    }
+    wait_for("three voters", CONVERGE, || async {
+        let st = status_of(&c, &url).await?;
+        (st.voters.len() == 3).then_some(())
+    })
+    .await;
+    let st = wait_for("the old blob to gain a parity shard", CONVERGE, || async {
+        let st = status(&c, &url, &reply.hash).await?;
+        let spread = confirmed(&st).iter().all(|h| h.len() == 1);
+        let holders: BTreeSet<String> = confirmed(&st).into_iter().flatten().collect();
+        (st.m == 1 && spread && holders.len() == 2 && st.survives == 1).then_some(st)
+    })
+    .await;
+    assert_eq!((st.k, st.shards.len()), (1, 2), "{st:?}");
+    // The new manifest is verified again by a member other than the writer.
+    wait_for("the widened blob to be verified", CONVERGE, || async {
+        let st = status(&c, &url, &reply.hash).await?;
+        (st.tier == "verified").then_some(())
+    })
+    .await;
+    for n in &nodes {
+        read_back(&c, &n.http_url(), &reply, &data).await;
+    }
+    drop(nodes);
+}

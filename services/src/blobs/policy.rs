@@ -15,7 +15,9 @@
 //!
 //! A fixed `k+m` (for example `4+3`) applies to every new blob whatever the cluster's size; on a
 //! single node it still protects against lost or rotten shard files. The choice is recorded in
-//! each blob's `BlobAccepted` event, so changing the policy never changes existing blobs.
+//! each blob's `BlobAccepted` event, so changing the policy never changes existing blobs —
+//! except that under `auto` a blob accepted when the cluster was smaller gains parity shards
+//! when it grows (`node::widener`: its `k` stays, its `m` rises to the table's).
 
 use std::fmt;
 use std::str::FromStr;

@@ -450,3 +450,28 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+mod parity_growth {
+    use super::*;
+
+    #[test]
+    fn a_wider_parity_keeps_every_existing_chunk() {
+        let data: Vec<u8> = (0..10_007u32).map(|i| (i * 31 % 251) as u8).collect();
+        for k in 1..=4u32 {
+            for m in 0..=3u32 {
+                let narrow = StripeCodec::new(k, m)
+                    .expect("code")
+                    .encode(&data)
+                    .expect("encode");
+                for wider in m + 1..=4 {
+                    let wide = StripeCodec::new(k, wider)
+                        .expect("code")
+                        .encode(&data)
+                        .expect("encode");
+                    assert_eq!(narrow[..], wide[..narrow.len()], "k={k} m={m} → {wider}");
+                }
+            }
+        }
+    }
+}

@@ -116,6 +116,16 @@ pub fn event_json(event: &Event) -> (&'static str, Value) {
                 })).collect::<Vec<_>>(),
             }),
         ),
+        Event::ParityAdded(e) => (
+            "parity_added",
+            json!({
+                "blob_hash": hex::encode(&e.blob_hash),
+                "accepted_index": e.accepted_index,
+                "parity_shards": e.parity_shards,
+                "added_shard_hashes": e.added_shard_hashes.iter().map(|h| hex::encode(h)).collect::<Vec<_>>(),
+                "added_by": hex::encode(&e.added_by),
+            }),
+        ),
     }
 }
 
@@ -280,6 +290,13 @@ pub fn summary(event: &Event) -> String {
             }
             s
         }
+        Event::ParityAdded(e) => format!(
+            "blob={} m={} added={} by={}",
+            short_hash(&e.blob_hash),
+            e.parity_shards,
+            e.added_shard_hashes.len(),
+            short_id(&e.added_by)
+        ),
     }
 }
 

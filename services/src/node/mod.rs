@@ -41,6 +41,7 @@ pub mod replicator;
 pub mod scrubber;
 pub mod settings;
 pub mod verifier;
+pub mod widener;
 
 pub use cluster_file::ClusterFile;
 pub use error::NodeError;
@@ -414,6 +415,7 @@ impl Node {
         node.spawn(replicator::replicator(node.clone()));
         node.spawn(verifier::verifier(node.clone()));
         node.spawn(scrubber::scrubber(node.clone()));
+        node.spawn(widener::widener(node.clone()));
         for addr in &node.inner.settings.sync_with {
             let syncer = crate::docs::device_sync::DeviceSyncer::new(node.clone(), addr.clone())
                 .map_err(NodeError::Config)?;

@@ -422,6 +422,8 @@ impl Node {
 /// (the placeable ones).
 fn needs_decision(blob: &BlobRecord, voters: &[Vec<u8>]) -> bool {
     blob.placement.is_empty()
+        // Parity shards were added: the placement covers only the ones before.
+        || blob.placement.len() as u64 != blob.shard_count()
         || blob
             .placement
             .iter()
@@ -431,6 +433,7 @@ fn needs_decision(blob: &BlobRecord, voters: &[Vec<u8>]) -> bool {
 /// Whether every shard of the placement is held, confirmed, by its placed holder.
 pub fn satisfied(blob: &BlobRecord, holders: &Holders) -> bool {
     !blob.placement.is_empty()
+        && blob.placement.len() as u64 == blob.shard_count()
         && blob.placement.iter().zip(0u32..).all(|(p, shard)| {
             holders
                 .iter()
