@@ -564,5 +564,23 @@ async fn a_blob_stored_on_one_node_gets_parity_when_the_cluster_grows() {
     for n in &nodes {
         read_back(&c, &n.http_url(), &reply, &data).await;
     }
+    // A rebuild from the log (with its `ParityAdded`) gives the live digests: an online audit
+    // on a member passes.
+    let r = c
+        .post(format!("{url}/v1/admin/audit"))
+        .send()
+        .await
+        .expect("POST audit");
+    assert_eq!(r.status().as_u16(), 202);
+    let started: serde_json::Value = r.json().await.expect("JSON");
+    let id = started["id"].as_u64().expect("id");
+    let done = wait_for("the audit to finish", CONVERGE, || async {
+        let st: serde_json::Value = get(&c, &format!("{url}/v1/admin/audit/{id}")).await?;
+        (st["state"] != "running").then_some(st)
+    })
+    .await;
+    assert_eq!(done["exit_code"], 0, "{done}");
+    let kinds = &done["report"]["events"]["kinds"];
+    assert_eq!(kinds["ParityAdded"], 1, "{kinds}");
     drop(nodes);
 }

@@ -14,7 +14,7 @@ use super::progress::Tick;
 use anyhow::Context as _;
 use hearth_log::{Log, Verification};
 use hearth_proto::v1::envelope::Event;
-use hearth_proto::v1::ManifestVerified;
+use hearth_proto::v1::{BlobAccepted, ManifestVerified};
 use openraft::EntryPayload;
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -186,6 +186,15 @@ fn read_all(
                     match env.event {
                         Some(Event::BlobAccepted(acc)) => book.accepted(&acc),
                         Some(Event::BlobDeleted(del)) => book.deleted(&del.blob_hash),
+                        Some(Event::ParityAdded(pa)) => {
+                            let base = book
+                                .widened(&pa.blob_hash)
+                                .cloned()
+                                .or_else(|| acceptance_at(log, pa.accepted_index, &pa.blob_hash));
+                            if let Some(base) = base {
+                                book.parity_added(base, &pa);
+                            }
+                        }
                         Some(Event::ManifestVerified(mv)) => {
                             let manifest = book.manifest_for(&mv);
                             chunk.push(Job {
@@ -225,6 +234,22 @@ fn read_all(
     }
     scan.blobs = book.len() as u64;
     Ok(())
+}
+
+/// The `BlobAccepted` of blob `hash` in entry `index` of `log` (a `ParityAdded` names the
+/// acceptance it widens); `None` when that entry holds none (the index rejected the event).
+fn acceptance_at(log: &Log, index: u64, hash: &[u8]) -> Option<BlobAccepted> {
+    let rec = log.read(index..=index).ok()?.into_iter().next()?;
+    let EntryPayload::Normal(proposal) = hearth_raft::codec::decode_record(&rec).ok()?.payload
+    else {
+        return None;
+    };
+    proposal.envelopes.iter().find_map(|payload| {
+        match hearth_proto::decode_envelope(payload).ok()?.event? {
+            Event::BlobAccepted(acc) if acc.blob_hash[..] == *hash => Some(acc),
+            _ => None,
+        }
+    })
 }
 
 fn worker(rx: &Mutex<Receiver<Vec<Job>>>) -> Checked {

@@ -5,10 +5,12 @@
 //!
 //! Acceptances of one hash count from its latest deletion on (accepting the same bytes again
 //! after a delete starts over, as in the blob index). A signature must match the manifest of
-//! one of them. Pure data, no IO.
+//! one of them, or of one of them with the parity shards a `ParityAdded` gave it: for those
+//! (rare: blobs stored before the cluster grew) the book keeps the whole widened manifest,
+//! starting from the acceptance the caller reads back from the log. Pure data, no IO.
 
 use hearth_projections::manifest::{check_signature_hash, manifest_hash, SignatureError};
-use hearth_proto::v1::{BlobAccepted, ManifestVerified};
+use hearth_proto::v1::{BlobAccepted, ManifestVerified, ParityAdded};
 use std::collections::HashMap;
 
 /// Length of a blob hash.
@@ -38,8 +40,11 @@ struct Known {
 #[derive(Debug, Default)]
 pub struct ManifestBook {
     blobs: HashMap<[u8; HASH_LEN], Known>,
-    /// Later acceptances with another manifest (rare: concurrent accepts of the same bytes).
+    /// Later acceptances with another manifest (rare: concurrent accepts of the same bytes),
+    /// and the manifests parity growth gave a blob.
     others: HashMap<[u8; HASH_LEN], Vec<[u8; 32]>>,
+    /// The latest widened manifest of each blob that got parity shards.
+    widened: HashMap<[u8; HASH_LEN], BlobAccepted>,
 }
 
 impl ManifestBook {
@@ -65,6 +70,7 @@ impl ManifestBook {
             }
             _ => {
                 self.others.remove(&key);
+                self.widened.remove(&key);
                 self.blobs.insert(
                     key,
                     Known {
@@ -85,6 +91,32 @@ impl ManifestBook {
         {
             known.deleted = true;
         }
+    }
+
+    /// The manifest a blob's latest `ParityAdded` made, if it had one since its acceptance.
+    pub fn widened(&self, blob_hash: &[u8]) -> Option<&BlobAccepted> {
+        self.widened
+            .get(&<[u8; HASH_LEN]>::try_from(blob_hash).ok()?)
+    }
+
+    /// Notes a `ParityAdded` over `base` (the blob's acceptance, or its latest widened
+    /// manifest): the manifest with `pa`'s parity count and added shard hashes also checks.
+    pub fn parity_added(&mut self, mut base: BlobAccepted, pa: &ParityAdded) {
+        let Ok(key) = <[u8; HASH_LEN]>::try_from(&pa.blob_hash[..]) else {
+            return;
+        };
+        let (Some(erasure), true) = (base.erasure.as_mut(), self.blobs.contains_key(&key)) else {
+            return;
+        };
+        erasure.parity_shards = pa.parity_shards;
+        base.shard_hashes
+            .extend(pa.added_shard_hashes.iter().cloned());
+        let manifest = manifest_hash(&base);
+        let others = self.others.entry(key).or_default();
+        if !others.contains(&manifest) {
+            others.push(manifest);
+        }
+        self.widened.insert(key, base);
     }
 
     /// The manifest hash `mv` must be checked against: the acceptance whose manifest it names,
@@ -139,6 +171,52 @@ mod tests {
             stripe_hashes: vec![vec![8; 32].into()],
             ..Default::default()
         }
+    }
+
+    #[test]
+    fn signatures_over_manifests_widened_by_parity_check_too() {
+        let key = ed25519::Keypair::generate();
+        let mut book = ManifestBook::new();
+        let a = acc(2, 100);
+        book.accepted(&a);
+        let parity = |m: u32, added: Vec<u8>| ParityAdded {
+            blob_hash: a.blob_hash.clone(),
+            accepted_index: 1,
+            parity_shards: m,
+            added_shard_hashes: added.into_iter().map(|t| vec![t; 32].into()).collect(),
+            added_by: vec![7].into(),
+        };
+        // 1 + 0 → 1 + 1 → 1 + 2: each widened manifest, as the index would have it, checks.
+        let mut wide = a.clone();
+        for (m, tag) in [(1u32, 10u8), (2, 11)] {
+            let base = book
+                .widened(&a.blob_hash)
+                .cloned()
+                .unwrap_or_else(|| a.clone());
+            book.parity_added(base, &parity(m, vec![tag]));
+            if let Some(e) = wide.erasure.as_mut() {
+                e.parity_shards = m;
+            }
+            wide.shard_hashes.push(vec![tag; 32].into());
+            let mv = sign(&key, &wide);
+            assert_eq!(check(&mv, book.manifest_for(&mv)), Ok(()), "m = {m}");
+        }
+        // The original still checks (a verification of it may commit after the change); one
+        // with other added hashes does not.
+        let mv = sign(&key, &a);
+        assert_eq!(check(&mv, book.manifest_for(&mv)), Ok(()));
+        let mut other = a.clone();
+        if let Some(e) = other.erasure.as_mut() {
+            e.parity_shards = 1;
+        }
+        other.shard_hashes.push(vec![99; 32].into());
+        let forged = sign(&key, &other);
+        assert!(check(&forged, book.manifest_for(&forged)).is_err());
+        // Parity for a blob never accepted is ignored.
+        let mut stray = parity(1, vec![1]);
+        stray.blob_hash = vec![5; 32].into();
+        book.parity_added(a.clone(), &stray);
+        assert!(book.widened(&stray.blob_hash).is_none());
     }
 
     #[test]
