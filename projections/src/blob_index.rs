@@ -254,6 +254,20 @@ pub struct HolderRecord {
 }
 
 impl HolderRecord {
+    /// The record of a shard its proposer made and fsynced before proposing (an acceptance's
+    /// shards, added parity): held, confirmed, at this entry.
+    fn made_here(ctx: &ApplyCtx, epoch: u64, shard_size: u64) -> Self {
+        HolderRecord {
+            placement_epoch: epoch,
+            shard_size,
+            placed_log_time_ms: ctx.log_time_ms,
+            confirmed: true,
+            confirmed_log_time_ms: ctx.log_time_ms,
+            placed_index: ctx.index,
+            placed_position: ctx.position,
+        }
+    }
+
     /// Whether this assignment belongs to `blob` as it now stands: placed at or after its
     /// acceptance. An assignment made for an earlier record of the same hash (accepted,
     /// deleted, accepted again) is stale: readers skip it, and placing or confirming treats it
@@ -498,15 +512,7 @@ fn accept(ctx: &ApplyCtx, e: &BlobAccepted, tx: &mut dyn StateTx) -> Verdict {
             // The acceptor fsynced every shard before proposing: it holds them, confirmed.
             let shard_size = stripe_chunk_total(e.size, k, erasure.stripe_size);
             for shard in 0..k + m {
-                let held = HolderRecord {
-                    placement_epoch: ctx.index,
-                    shard_size,
-                    placed_log_time_ms: ctx.log_time_ms,
-                    confirmed: true,
-                    confirmed_log_time_ms: ctx.log_time_ms,
-                    placed_index: ctx.index,
-                    placed_position: ctx.position,
-                };
+                let held = HolderRecord::made_here(ctx, ctx.index, shard_size);
                 tx.put(
                     &BlobIndexProjection::holder_key(hash, shard, &e.accepted_by),
                     &held.encode_to_vec(),
@@ -657,15 +663,7 @@ fn add_parity(ctx: &ApplyCtx, origin: &[u8], e: &ParityAdded, tx: &mut dyn State
     let shard_size = stripe_chunk_total(blob.size, k, blob.stripe_size);
     for (shard, h) in (k + m..).zip(&e.added_shard_hashes) {
         blob.shard_hashes.push(h.to_vec());
-        let held = HolderRecord {
-            placement_epoch: blob.placement_epoch,
-            shard_size,
-            placed_log_time_ms: ctx.log_time_ms,
-            confirmed: true,
-            confirmed_log_time_ms: ctx.log_time_ms,
-            placed_index: ctx.index,
-            placed_position: ctx.position,
-        };
+        let held = HolderRecord::made_here(ctx, blob.placement_epoch, shard_size);
         tx.put(
             &BlobIndexProjection::holder_key(hash, shard, &e.added_by),
             &held.encode_to_vec(),

@@ -66,6 +66,26 @@ impl Node {
             .collect())
     }
 
+    /// Every live sharded blob in the index, in hash order (records that do not decode are
+    /// skipped).
+    pub(super) fn sharded_blobs(&self) -> Result<Vec<([u8; 32], BlobRecord)>, NodeError> {
+        let rows = self
+            .inner
+            .sm
+            .with_store(|s| {
+                s.scan_prefix(BlobIndexProjection::NAME, BlobIndexProjection::BLOB_PREFIX)
+            })?
+            .map_err(|e| NodeError::Blob(format!("reading the blob index: {e}")))?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|(key, value)| {
+                let hash = key.get(1..).and_then(|h| <[u8; 32]>::try_from(h).ok())?;
+                let blob = BlobIndexProjection::decode_blob(&value)?;
+                (!blob.deleted && !blob.is_inline()).then_some((hash, blob))
+            })
+            .collect())
+    }
+
     /// PeerId bytes of the current voters.
     pub fn voter_peers(&self) -> Vec<Vec<u8>> {
         let m = self.metrics();
@@ -148,22 +168,9 @@ impl Node {
         if !self.is_leader() || self.ready().is_err() {
             return Ok(0);
         }
-        let rows = self
-            .inner
-            .sm
-            .with_store(|s| {
-                s.scan_prefix(BlobIndexProjection::NAME, BlobIndexProjection::BLOB_PREFIX)
-            })?
-            .map_err(|e| NodeError::Blob(format!("reading the blob index: {e}")))?;
         let mut steps = 0;
-        for (key, value) in rows {
-            let (Some(hash), Some(blob)) = (
-                key.get(1..).and_then(|h| <[u8; 32]>::try_from(h).ok()),
-                BlobIndexProjection::decode_blob(&value),
-            ) else {
-                continue;
-            };
-            if blob.deleted || blob.is_inline() || blob.placement.is_empty() {
+        for (hash, blob) in self.sharded_blobs()? {
+            if blob.placement.is_empty() {
                 continue;
             }
             let chosen = match self.choose(&hash, &blob, placeable) {

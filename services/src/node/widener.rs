@@ -25,7 +25,7 @@ use super::replicator::manifest_of;
 use super::{Node, NodeError};
 use crate::blobs::{ErasurePolicy, StripeCodec};
 use bytes::Bytes;
-use hearth_projections::{BlobIndexProjection, BlobRecord};
+use hearth_projections::BlobRecord;
 use hearth_proto::v1::envelope::Event;
 use hearth_proto::v1::{Envelope, ParityAdded};
 use prost::Message as _;
@@ -66,20 +66,7 @@ impl Node {
             return Ok(pass);
         }
         let voters = self.voter_peers().len();
-        let rows = self
-            .inner
-            .sm
-            .with_store(|s| {
-                s.scan_prefix(BlobIndexProjection::NAME, BlobIndexProjection::BLOB_PREFIX)
-            })?
-            .map_err(|e| NodeError::Blob(format!("reading the blob index: {e}")))?;
-        for (key, value) in rows {
-            let (Some(hash), Some(blob)) = (
-                key.get(1..).and_then(|h| <[u8; 32]>::try_from(h).ok()),
-                BlobIndexProjection::decode_blob(&value),
-            ) else {
-                continue;
-            };
+        for (hash, blob) in self.sharded_blobs()? {
             let Some(m) = self.wanted_parity(&blob, voters) else {
                 continue;
             };
