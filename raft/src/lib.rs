@@ -33,6 +33,7 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
 #![warn(missing_docs)]
 
+pub mod archive;
 pub mod codec;
 mod error;
 mod files;

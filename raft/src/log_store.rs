@@ -27,6 +27,10 @@ pub struct StoreOptions {
     /// the install, which runs concurrently on the state machine's task. Default 0 (no wait);
     /// a node that wires the install hook sets it (hearth: 30 s).
     pub snapshot_chain_wait: std::time::Duration,
+    /// Where purged entries go first ([`crate::archive`]): when set, a purge first appends
+    /// every entry it would drop to this log, durably, and is skipped (the entries kept) when
+    /// that cannot be done. `None` (the default): purged entries are gone.
+    pub archive: Option<Log>,
 }
 
 impl Default for StoreOptions {
@@ -34,6 +38,7 @@ impl Default for StoreOptions {
         StoreOptions {
             max_append_bytes: 4 << 20,
             snapshot_chain_wait: std::time::Duration::ZERO,
+            archive: None,
         }
     }
 }
@@ -115,6 +120,7 @@ impl HearthLogStore {
             max_append_bytes: opts.max_append_bytes,
             failed: None,
             snapshot_chain_wait: opts.snapshot_chain_wait,
+            archive: opts.archive,
         };
         tokio::spawn(writer.run());
         Ok(HearthLogStore { shared, tx })

@@ -102,6 +102,8 @@ pub(crate) struct StoreWriter {
     pub failed: Option<String>,
     /// How long a purge past the end of the log waits for a snapshot's chain head.
     pub snapshot_chain_wait: std::time::Duration,
+    /// Where purged entries are appended first, if anywhere.
+    pub archive: Option<Log>,
 }
 
 impl StoreWriter {
@@ -295,6 +297,23 @@ impl StoreWriter {
         self.check()?;
         if self.meta.purged.is_some_and(|p| p.index >= id.index) {
             return Ok(());
+        }
+        // Archived first (durably), so a crash after the metadata below loses nothing. When
+        // writing the archive fails the purge waits for a later one and the entries stay; when
+        // the archive cannot continue this log (a gap: it restarted from a snapshot) the purge
+        // goes ahead.
+        if let Some(archive) = &self.archive {
+            use crate::archive::{archive_through, ArchiveError};
+            match archive_through(&self.shared.log, archive, id.index).await {
+                Ok(()) => {}
+                Err(e @ ArchiveError::Gap(_)) => {
+                    tracing::warn!(index = id.index, error = %e, "purging without archiving");
+                }
+                Err(e @ ArchiveError::Write(_)) => {
+                    tracing::warn!(index = id.index, error = %e, "not purging yet");
+                    return Ok(());
+                }
+            }
         }
         self.meta.purged = Some(id);
         self.write_meta().await?;

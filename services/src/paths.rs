@@ -20,6 +20,13 @@ pub fn projection_store_dir(data_dir: &Path) -> PathBuf {
 }
 
 /// The node's shard files: `DATA_DIR/shards`.
+/// Where purged log entries are archived (with `--retention purge`), unless `--archive-dir`
+/// says otherwise: `DATA_DIR/archive/log`, a `hearth-log` directory of its own.
+pub fn archive_dir(data_dir: &Path) -> PathBuf {
+    data_dir.join("archive").join("log")
+}
+
+/// The node's shard store: `DATA_DIR/shards`.
 pub fn shards_dir(data_dir: &Path) -> PathBuf {
     data_dir.join(hearth_migrations::layout::SHARDS_DIR)
 }

@@ -3,6 +3,7 @@
 //! reads, lost and rotten shards, and bad input that must change nothing.
 
 use bytes::Bytes;
+use hearth_log::Log;
 use hearth_proto::v1::envelope::Event;
 use hearth_proto::v1::{Envelope, ShardsScrubbed};
 use hearth_services::blobs::ErasurePolicy;
@@ -1062,5 +1063,53 @@ async fn concurrent_large_reads_share_the_read_budget_and_give_it_back() {
     let (st, got) = get(&c, &s, &reply.hash, Some("bytes=0-99")).await;
     assert_eq!(st, StatusCode::PARTIAL_CONTENT);
     assert!(got[..] == data[..100]);
+    s.shutdown().await;
+}
+
+/// With purging on, an entry is archived before it leaves the log; a deleted inline blob's
+/// bytes are redacted from the archive too. (The live log's segment file may still hold the
+/// purged entry until the whole segment is purged: the log cannot address a purged record, so
+/// that copy goes with the segment — see ARCHITECTURE.md, redaction.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleted_inline_bytes_are_redacted_from_the_archive_of_purged_entries() {
+    let s = Server::start_with(|st| {
+        st.retention = hearth_services::node::Retention::Purge;
+        st.snapshot_every = 4;
+    })
+    .await;
+    let c = reqwest::Client::new();
+    let mut secret = vec![0u8; 6_000];
+    blake3::Hasher::new()
+        .update(b"archived secret")
+        .finalize_xof()
+        .fill(&mut secret);
+    let (_, reply) = put(&c, &s, secret.clone()).await;
+    // Enough writes after it that snapshots purge its entry from the log (into the archive).
+    for i in 0..24u32 {
+        put(&c, &s, format!("filler {i}").into_bytes()).await;
+    }
+    let log = s.node.store().log().clone();
+    eventually("the secret's entry purged from the log", || {
+        log.first_index().is_some_and(|f| f > reply.index)
+    })
+    .await;
+    let archive = s._dir.path().join("archive/log");
+    let needle = &secret[2_000..2_064];
+    assert!(
+        !files_holding(&archive, needle).is_empty(),
+        "the archive holds the purged entry"
+    );
+    let r = c
+        .delete(format!("{}/v1/blobs/{}", s.url, reply.hash))
+        .send()
+        .await
+        .expect("delete");
+    assert_eq!(r.status(), StatusCode::OK);
+    until_no_file_holds(&archive, needle).await;
+    let report = Log::open_read_only(&archive)
+        .expect("archive")
+        .verify(..)
+        .expect("the archive's chain verifies");
+    assert!(report.redacted >= 1, "{report:?}");
     s.shutdown().await;
 }

@@ -276,6 +276,42 @@ async fn a_node_added_after_a_purge_catches_up_by_snapshot() {
         .expect("write via follower");
     converged(&c, &both).await;
     assert!(Some(r.index) <= info(&c, &both[1]).await.expect("info").last_index);
+
+    // The founder archived what it purged: stopped, its data directory audits from the first
+    // entry (the archive, then the log, linked by the chain) with equal digests.
+    let mut first = first;
+    let status = common::sigterm_and_wait(&mut first.child);
+    assert!(status.success(), "{status:?}");
+    let out = common::hearth()
+        .args(["audit", "--json", "--data-dir"])
+        .arg(dir.path().join("n0"))
+        .output()
+        .expect("audit");
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "audit JSON ({e}): {} {}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    assert_eq!(out.status.code(), Some(0), "{report}");
+    let log = &report["log"];
+    assert!(
+        log["purged_through"].as_u64().is_some_and(|p| p >= 200),
+        "{log}"
+    );
+    assert_eq!(log["archive"]["first_index"], 0, "{log}");
+    assert!(
+        log["archive"]["last_index"].as_u64() >= log["purged_through"].as_u64(),
+        "{log}"
+    );
+    let projections = &report["projections"];
+    assert!(projections["note"].is_null(), "{projections}");
+    assert_eq!(projections["mismatches"], 0, "{projections}");
+    assert_eq!(
+        projections["rebuilt_applied"], projections["live_applied"],
+        "{projections}"
+    );
     drop((first, second));
 }
 

@@ -12,12 +12,12 @@
 //! Nothing in the data directory changes; the scratch directory is removed on every way out.
 
 use super::compare;
-use super::events::scan_events_through;
+use super::events::scan_events_in;
 use super::offline::OfflineDir;
 use super::progress::Progress;
-use super::rebuild::{rebuild, Rebuilt, Until};
+use super::rebuild::{rebuild_from, Rebuilt, Until};
 use super::report::{
-    Applied, AuditReport, EventSummary, LogSummary, PhaseTiming, ProjectionSummary,
+    Applied, ArchiveSummary, AuditReport, EventSummary, LogSummary, PhaseTiming, ProjectionSummary,
     SignatureSummary,
 };
 use super::verify::verify_log_through;
@@ -48,6 +48,8 @@ pub struct AuditOptions {
     /// Where the scratch directory of the rebuild goes (default: the system's temporary
     /// directory).
     pub scratch_parent: Option<PathBuf>,
+    /// The archive of purged entries (default: `DATA_DIR/archive/log` when it exists).
+    pub archive: Option<PathBuf>,
 }
 
 /// Audits the node data directory `data_dir`; see the module docs.
@@ -63,14 +65,26 @@ pub fn audit(
     let dir = OfflineDir::lock(data_dir)?;
     let log = dir.open_log()?;
     let live = dir.open_store()?;
-    audit_store(&log, &live, data_dir, None, opts, threads, progress)
+    let archive = dir.open_archive(opts.archive.as_deref())?;
+    audit_store(
+        &log,
+        archive.as_ref(),
+        &live,
+        data_dir,
+        None,
+        opts,
+        threads,
+        progress,
+    )
 }
 
 /// The four phases on an open log and a live store (or a checkpoint of one); `through` bounds
 /// the entries read (the online audit passes the index its checkpoint applied; `None`: every
 /// entry, as the offline audit does). `threads` ≥ 1.
+#[allow(clippy::too_many_arguments)]
 pub fn audit_store(
     log: &hearth_log::Log,
+    archive: Option<&hearth_log::Log>,
     live: &ProjectionStore,
     data_dir: &Path,
     through: Option<u64>,
@@ -84,16 +98,35 @@ pub fn audit_store(
         ..AuditReport::default()
     };
     let bound = through.unwrap_or(u64::MAX);
-    let total = match (log.first_index(), log.last()) {
+    // The history: the archive of purged entries (if any), then the log.
+    let logs: Vec<&hearth_log::Log> = archive.into_iter().chain(std::iter::once(log)).collect();
+    let first = logs.iter().find_map(|l| l.first_index());
+    let total = match (first, log.last()) {
         (Some(first), Some(last)) => last.index.min(bound).saturating_sub(first) + 1,
         _ => 0,
     };
 
-    // 1. verify
+    // 1. verify (the archive, then the log, then that they meet)
     let bar = progress.phase("verify", total);
+    let archived = match archive {
+        Some(a) => Some(
+            verify_log_through(a, bound, Verification::Full, threads, &|n| bar.inc(n))
+                .with_context(|| format!("verify {}", a.dir().display()))?,
+        ),
+        None => None,
+    };
     let check = verify_log_through(log, bound, Verification::Full, threads, &|n| bar.inc(n))
         .with_context(|| format!("verify {}", log.dir().display()))?;
     bar.finish_and_clear();
+    let linked = match (archive, log.purged()) {
+        (_, None) => true,
+        (None, Some(_)) => false,
+        (Some(a), Some(p)) => a
+            .read(p.index..=p.index)
+            .ok()
+            .and_then(|r| r.into_iter().next())
+            .is_some_and(|r| r.chain == p.chain),
+    };
     report.log = LogSummary {
         dir: log.dir().display().to_string(),
         first_index: check.first.map(|p| p.index),
@@ -105,6 +138,12 @@ pub fn audit_store(
         head_chain: check.last.map(|p| hex::encode(&p.chain)),
         head_term: check.last.map(|p| p.term),
         purged_through: log.purged().map(|p| p.index),
+        archive: archive.zip(archived.as_ref()).map(|(a, c)| ArchiveSummary {
+            dir: a.dir().display().to_string(),
+            first_index: c.first.map(|p| p.index),
+            last_index: c.last.map(|p| p.index),
+            entries: c.entries,
+        }),
     };
     report.phases.push(PhaseTiming::new(
         "verify",
@@ -117,7 +156,7 @@ pub fn audit_store(
 
     // 2. events and signatures
     let bar = progress.phase("events", total);
-    let scan = scan_events_through(log, bound, threads, &|n| bar.inc(n))?;
+    let scan = scan_events_in(&logs, bound, threads, &|n| bar.inc(n))?;
     bar.finish_and_clear();
     report.events = EventSummary {
         entries: scan.entries,
@@ -152,10 +191,17 @@ pub fn audit_store(
     let last = check.last.map(|p| p.index);
     let plan = match live_applied {
         None => Plan::Empty,
-        Some(_) if log.purged().is_some() => Plan::Incomplete(format!(
+        Some(_) if !linked => Plan::Incomplete(format!(
             "the log was purged through index {} and a rebuild needs every entry from the \
-             first; audit a node that kept its whole log",
-            log.purged().map_or(0, |p| p.index)
+             first: {}; audit a node that kept its whole log",
+            log.purged().map_or(0, |p| p.index),
+            match archive {
+                None => "there is no archive of purged entries".to_owned(),
+                Some(a) => format!(
+                    "the archive {} does not reach the purge point with the same chain",
+                    a.dir().display()
+                ),
+            }
         )),
         Some((index, _)) if last.is_none_or(|l| l < index) => Plan::Ahead,
         Some((index, _)) => Plan::Through(index),
@@ -176,10 +222,10 @@ pub fn audit_store(
             let store_dir = scratch.path().join("store");
             let rebuilt = match plan {
                 Plan::Through(index) => {
-                    let todo = index.saturating_sub(log.first_index().unwrap_or(index)) + 1;
+                    let todo = index.saturating_sub(first.unwrap_or(index)) + 1;
                     let bar = progress.phase("rebuild", todo);
-                    let r = rebuild(
-                        log,
+                    let r = rebuild_from(
+                        &logs,
                         &store_dir,
                         crate::node::node_projections(),
                         Until::Index(index),

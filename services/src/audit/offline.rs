@@ -55,6 +55,20 @@ impl OfflineDir {
         crate::cli::open_log_read_only(&self.data_dir)
     }
 
+    /// The archive of purged entries, opened read-only: `dir`, or `DATA_DIR/archive/log` when
+    /// that exists; `None` when there is none.
+    pub fn open_archive(&self, dir: Option<&Path>) -> anyhow::Result<Option<Log>> {
+        let default = crate::paths::archive_dir(&self.data_dir);
+        let dir = match dir {
+            Some(d) => d.to_path_buf(),
+            None if default.is_dir() => default,
+            None => return Ok(None),
+        };
+        Log::open_read_only(&dir)
+            .map(Some)
+            .with_context(|| format!("cannot open the archive {}", dir.display()))
+    }
+
     /// The projection store, opened read-only with every projection a node runs.
     pub fn open_store(&self) -> anyhow::Result<ProjectionStore> {
         let dir = crate::paths::projection_store_dir(&self.data_dir);

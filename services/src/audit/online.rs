@@ -151,6 +151,7 @@ impl Audits {
 /// checkpoint in `checkpoint`, rebuilding under `scratch_parent`.
 pub fn audit_checkpoint(
     log: &Log,
+    archive: Option<&Log>,
     checkpoint: &Path,
     scratch_parent: &Path,
     data_dir: &Path,
@@ -164,9 +165,11 @@ pub fn audit_checkpoint(
     let opts = AuditOptions {
         threads,
         scratch_parent: Some(scratch_parent.to_path_buf()),
+        archive: None,
     };
     audit_store(
         log,
+        archive,
         &live,
         data_dir,
         Some(through),

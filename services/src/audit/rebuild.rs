@@ -73,6 +73,19 @@ pub fn rebuild(
     level: Verification,
     tick: Tick<'_>,
 ) -> anyhow::Result<Rebuilt> {
+    rebuild_from(&[log], dir, projections, until, level, tick)
+}
+
+/// [`rebuild`] from `logs` read one after the other as one history (an archive of purged
+/// entries, then the live log); each from after the previous one's last entry.
+pub fn rebuild_from(
+    logs: &[&Log],
+    dir: &Path,
+    projections: Vec<Arc<dyn Projection>>,
+    until: Until,
+    level: Verification,
+    tick: Tick<'_>,
+) -> anyhow::Result<Rebuilt> {
     let start = Instant::now();
     let hi = match until {
         Until::Index(i) => i,
@@ -80,7 +93,7 @@ pub fn rebuild(
     };
     let (tx, rx) = sync_channel::<Vec<CommittedEntry>>(QUEUE);
     let (store, read) = std::thread::scope(|s| {
-        let reader = s.spawn(move || read(log, hi, until, level, tx));
+        let reader = s.spawn(move || read(logs, hi, until, level, tx));
         let entries = rx.into_iter().flat_map(|chunk| {
             tick(chunk.len() as u64);
             chunk
@@ -106,7 +119,7 @@ pub fn rebuild(
 }
 
 fn read(
-    log: &Log,
+    logs: &[&Log],
     hi: u64,
     until: Until,
     level: Verification,
@@ -116,44 +129,54 @@ fn read(
     let mut chunk = Vec::with_capacity(CHUNK);
     let mut failed: Option<anyhow::Error> = None;
     let mut stopped = false;
-    log.scan_with(..=hi, level, |rec| {
-        let entry = match hearth_raft::committed_entry_of_record(&rec) {
-            Ok(entry) => entry,
-            Err(e) => {
-                failed = Some(anyhow::Error::new(e).context(format!(
-                    "entry {} of the log is not a raft entry (the node could not have applied \
-                     it)",
-                    rec.index
-                )));
+    let mut done = false;
+    let mut from = 0u64;
+    for &log in logs {
+        if done || stopped || failed.is_some() {
+            break;
+        }
+        let next = log.last().map_or(from, |l| l.index + 1).max(from);
+        log.scan_with(from..=hi, level, |rec| {
+            let entry = match hearth_raft::committed_entry_of_record(&rec) {
+                Ok(entry) => entry,
+                Err(e) => {
+                    failed = Some(anyhow::Error::new(e).context(format!(
+                        "entry {} of the log is not a raft entry (the node could not have applied \
+                         it)",
+                        rec.index
+                    )));
+                    return Ok(false);
+                }
+            };
+            if let Until::LogTime(limit) = until {
+                let time = log_time_after(out.log_time_ms, &entry.payload);
+                if time > limit {
+                    done = true;
+                    return Ok(false);
+                }
+                out.log_time_ms = time;
+            }
+            out.entries += 1;
+            out.events += match &entry.payload {
+                EntryData::Event(_) => 1,
+                EntryData::Batch(events) => events.len() as u64,
+                EntryData::Other => 0,
+            };
+            out.last = Some(LogPosition {
+                index: rec.index,
+                term: rec.term,
+                chain: rec.chain,
+            });
+            chunk.push(entry);
+            if chunk.len() == CHUNK && tx.send(std::mem::take(&mut chunk)).is_err() {
+                stopped = true;
                 return Ok(false);
             }
-        };
-        if let Until::LogTime(limit) = until {
-            let time = log_time_after(out.log_time_ms, &entry.payload);
-            if time > limit {
-                return Ok(false);
-            }
-            out.log_time_ms = time;
-        }
-        out.entries += 1;
-        out.events += match &entry.payload {
-            EntryData::Event(_) => 1,
-            EntryData::Batch(events) => events.len() as u64,
-            EntryData::Other => 0,
-        };
-        out.last = Some(LogPosition {
-            index: rec.index,
-            term: rec.term,
-            chain: rec.chain,
-        });
-        chunk.push(entry);
-        if chunk.len() == CHUNK && tx.send(std::mem::take(&mut chunk)).is_err() {
-            stopped = true;
-            return Ok(false);
-        }
-        Ok(true)
-    })
-    .with_context(|| format!("read {}", log.dir().display()))?;
+            Ok(true)
+        })
+        .with_context(|| format!("read {}", log.dir().display()))?;
+        from = next;
+    }
     if let Some(e) = failed {
         return Err(e);
     }

@@ -8,6 +8,19 @@ use serde::Serialize;
 use std::collections::BTreeMap;
 use std::io::Write;
 
+/// The archive of purged entries as phase 1 found it.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ArchiveSummary {
+    /// Its directory.
+    pub dir: String,
+    /// Its first entry.
+    pub first_index: Option<u64>,
+    /// Its last entry.
+    pub last_index: Option<u64>,
+    /// Entries checked in it (those the live log also still holds are counted once, there).
+    pub entries: u64,
+}
+
 /// The log as phase 1 found it.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct LogSummary {
@@ -31,6 +44,10 @@ pub struct LogSummary {
     pub head_term: Option<u64>,
     /// Index through which the log was purged, if it was.
     pub purged_through: Option<u64>,
+    /// The archive of purged entries read before the log, if any: its directory and last
+    /// entry (the history then starts at the archive's first entry).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub archive: Option<ArchiveSummary>,
 }
 
 /// Phase 2's counts.

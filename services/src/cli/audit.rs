@@ -41,6 +41,11 @@ pub struct AuditArgs {
     /// system's temporary directory, $TMPDIR).
     #[arg(long, env = "HEARTH_SCRATCH_DIR")]
     pub scratch_dir: Option<PathBuf>,
+    /// The archive of purged entries the node wrote (`serve --archive-dir`), read before the
+    /// log so a purged log is still audited from its first entry (default:
+    /// DATA_DIR/archive/log when it exists).
+    #[arg(long)]
+    pub archive: Option<PathBuf>,
     /// Threads for verifying and checking signatures (default: one per core; online: 1).
     #[arg(long, default_value_t = 0)]
     pub threads: usize,
@@ -67,6 +72,7 @@ pub fn run(args: &AuditArgs, out: &mut dyn Write) -> anyhow::Result<()> {
     let opts = AuditOptions {
         threads: args.threads,
         scratch_parent: args.scratch_dir.clone(),
+        archive: args.archive.clone(),
     };
     let report = audit(&args.data_dir, &opts, &Progress::on_terminal())?;
     if args.json {

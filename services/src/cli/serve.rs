@@ -82,6 +82,10 @@ pub struct ServeArgs {
     /// [default: 67108864 (64 MiB)].
     #[arg(long, env = "HEARTH_CACHE_BYTES")]
     pub cache_bytes: Option<u64>,
+    /// With `--retention purge`: the directory purged log entries are archived to first, so an
+    /// audit still replays from the first entry [default: DATA_DIR/archive/log].
+    #[arg(long, env = "HEARTH_ARCHIVE_DIR")]
+    pub archive_dir: Option<PathBuf>,
     /// Memory all blob reads in progress may hold at once; more reads wait, and one waiting
     /// 30 s is answered 503 [default: 268435456 (256 MiB)].
     #[arg(long, env = "HEARTH_READ_BUFFER_BYTES")]
@@ -132,6 +136,7 @@ struct FileConfig {
     events_buffer: Option<usize>,
     cache_bytes: Option<u64>,
     read_buffer_bytes: Option<u64>,
+    archive_dir: Option<PathBuf>,
     scrub_bytes_per_s: Option<u64>,
     #[serde(default, with = "humantime_serde_opt")]
     scrub_every: Option<std::time::Duration>,
@@ -222,6 +227,9 @@ impl ServeArgs {
         }
         if let Some(n) = self.cache_bytes.or(file.cache_bytes) {
             s.cache_bytes = n;
+        }
+        if let Some(d) = self.archive_dir.clone().or(file.archive_dir) {
+            s.archive_dir = Some(d);
         }
         if let Some(n) = self.read_buffer_bytes.or(file.read_buffer_bytes) {
             s.read_buffer_bytes = n;

@@ -39,6 +39,7 @@ impl Node {
         let through = applied.map_or(0, |(index, _)| index);
         let node = self.clone();
         let log = self.inner.store.log().clone();
+        let archive = self.inner.archive.clone();
         let data_dir = self.inner.settings.data_dir.clone();
         let threads = threads.max(1);
         self.spawn(async move {
@@ -46,6 +47,7 @@ impl Node {
             let result = tokio::task::spawn_blocking(move || {
                 let result = audit_checkpoint(
                     &log,
+                    archive.as_ref(),
                     &work_dir.join("checkpoint"),
                     &work_dir,
                     &data_dir,

@@ -144,6 +144,8 @@ struct Inner {
     raft: Raft<TypeConfig>,
     net: NetHandle,
     store: HearthLogStore,
+    /// The archive of purged entries (with `retention = purge`).
+    archive: Option<Log>,
     sm: ProjectionStateMachine,
     inflight_count: Semaphore,
     inflight_bytes: Semaphore,
@@ -241,10 +243,22 @@ impl Node {
             });
         }
         let torn_tail = log.recovery_report().torn_tail.clone();
+        // With purging on, what is purged goes to the archive first.
+        let archive = match settings.retention {
+            Retention::Purge => {
+                let dir = settings
+                    .archive_dir
+                    .clone()
+                    .unwrap_or_else(|| crate::paths::archive_dir(&data));
+                Some(Log::open(&dir, LogOptions::default())?)
+            }
+            Retention::KeepAll => None,
+        };
         let store = HearthLogStore::open(
             log,
             StoreOptions {
                 snapshot_chain_wait: Duration::from_secs(30),
+                archive: archive.clone(),
                 ..StoreOptions::default()
             },
         )
@@ -384,6 +398,7 @@ impl Node {
                 raft: raft.clone(),
                 net: net.clone(),
                 store,
+                archive,
                 sm,
                 client,
                 tasks: Mutex::new(Vec::new()),

@@ -74,6 +74,9 @@ pub struct NodeSettings {
     pub events_buffer: usize,
     /// Bytes of verified stripes kept in memory for reads (0: no cache).
     pub cache_bytes: u64,
+    /// With `retention = purge`: where purged entries are archived first (a `hearth-log`
+    /// directory); `None`: `DATA_DIR/archive/log`.
+    pub archive_dir: Option<PathBuf>,
     /// Memory that blob reads in progress may hold at once, over all of them (read-ahead
     /// pieces and the shard chunks they are rebuilt from); reads beyond it wait.
     pub read_buffer_bytes: u64,
@@ -130,6 +133,7 @@ impl NodeSettings {
             max_blob_puts: 64,
             events_buffer: super::event_feed::DEFAULT_BUFFER,
             cache_bytes: 64 << 20,
+            archive_dir: None,
             read_buffer_bytes: 256 << 20,
             scrub_bytes_per_s: 16 << 20,
             scrub_every: Duration::from_secs(24 * 3600),
