@@ -312,6 +312,19 @@ async fn a_node_added_after_a_purge_catches_up_by_snapshot() {
         projections["rebuilt_applied"], projections["live_applied"],
         "{projections}"
     );
+    // And it replays to a point the log itself no longer holds.
+    let out = common::hearth()
+        .args(["replay", "--to", "50", "--data-dir"])
+        .arg(dir.path().join("n0"))
+        .arg("--out")
+        .arg(dir.path().join("replay-50"))
+        .output()
+        .expect("replay");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     drop((first, second));
 }
 

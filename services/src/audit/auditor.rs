@@ -118,15 +118,7 @@ pub fn audit_store(
     let check = verify_log_through(log, bound, Verification::Full, threads, &|n| bar.inc(n))
         .with_context(|| format!("verify {}", log.dir().display()))?;
     bar.finish_and_clear();
-    let linked = match (archive, log.purged()) {
-        (_, None) => true,
-        (None, Some(_)) => false,
-        (Some(a), Some(p)) => a
-            .read(p.index..=p.index)
-            .ok()
-            .and_then(|r| r.into_iter().next())
-            .is_some_and(|r| r.chain == p.chain),
-    };
+    let linked = super::offline::archive_links(archive, log);
     report.log = LogSummary {
         dir: log.dir().display().to_string(),
         first_index: check.first.map(|p| p.index),

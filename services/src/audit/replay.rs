@@ -10,13 +10,13 @@
 //!
 //! Not a node: `OUT` has no log and no identity, and must not be served.
 
-use super::offline::OfflineDir;
+use super::offline::{archive_links, OfflineDir};
 use super::progress::Progress;
-use super::rebuild::{rebuild, Until};
+use super::rebuild::{rebuild_from, Until};
 use super::report::Applied;
 use crate::hex;
 use anyhow::Context as _;
-use hearth_log::Verification;
+use hearth_log::{Log, Verification};
 use serde::Serialize;
 use std::path::Path;
 
@@ -97,16 +97,23 @@ pub fn replay(
     check_out(out)?;
     let dir = OfflineDir::lock(data_dir)?;
     let log = dir.open_log()?;
-    let (Some(first), Some(last)) = (log.first_index(), log.last().map(|p| p.index)) else {
+    // A purged log replays from its archive of purged entries, when that reaches it.
+    let archive = dir.open_archive(None)?;
+    let logs: Vec<&Log> = archive.iter().chain(std::iter::once(&log)).collect();
+    let first = logs.iter().find_map(|l| l.first_index());
+    let (Some(first), Some(last)) = (first, log.last().map(|p| p.index)) else {
         anyhow::bail!(
             "the log of {} is empty: nothing to replay",
             data_dir.display()
         );
     };
-    if let Some(p) = log.purged() {
+    if let Some(p) = log
+        .purged()
+        .filter(|_| !archive_links(archive.as_ref(), &log))
+    {
         anyhow::bail!(
-            "the log of {} was purged through index {}: a replay needs every entry from the \
-             first",
+            "the log of {} was purged through index {} and no archive of purged entries reaches \
+             it: a replay needs every entry from the first",
             data_dir.display(),
             p.index
         );
@@ -130,8 +137,8 @@ pub fn replay(
         .with_context(|| format!("create a temporary directory in {}", parent.display()))?;
     let store_dir = crate::paths::projection_store_dir(tmp.path());
     let bar = progress.phase("replay", todo);
-    let rebuilt = rebuild(
-        &log,
+    let rebuilt = rebuild_from(
+        &logs,
         &store_dir,
         crate::node::node_projections(),
         until,
