@@ -104,6 +104,20 @@ fn lock_shared(path: &Path) -> anyhow::Result<Option<File>> {
     }
 }
 
+/// Whether `archive` and `log` together hold the whole history: the log was never purged, or
+/// the archive's entry at the purge point has the chain the log restarted from.
+pub fn archive_links(archive: Option<&Log>, log: &Log) -> bool {
+    match (archive, log.purged()) {
+        (_, None) => true,
+        (None, Some(_)) => false,
+        (Some(a), Some(p)) => a
+            .read(p.index..=p.index)
+            .ok()
+            .and_then(|r| r.into_iter().next())
+            .is_some_and(|r| r.chain == p.chain),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -138,19 +152,5 @@ mod tests {
         );
         drop(reader);
         assert!(OfflineDir::lock(&data.join("missing")).is_err());
-    }
-}
-
-/// Whether `archive` and `log` together hold the whole history: the log was never purged, or
-/// the archive's entry at the purge point has the chain the log restarted from.
-pub fn archive_links(archive: Option<&Log>, log: &Log) -> bool {
-    match (archive, log.purged()) {
-        (_, None) => true,
-        (None, Some(_)) => false,
-        (Some(a), Some(p)) => a
-            .read(p.index..=p.index)
-            .ok()
-            .and_then(|r| r.into_iter().next())
-            .is_some_and(|r| r.chain == p.chain),
     }
 }
