@@ -488,6 +488,15 @@ async fn a_member_unseen_past_the_grace_period_has_its_shards_rebuilt_and_gets_t
         assert_eq!(st.if_member_leaves.len(), 4, "{st:?}");
         read_back(&c, &urls[0], reply, data).await;
     }
+    // The leader's cluster status says so.
+    let leader_url = &urls[peers.iter().position(|p| *p == leader).expect("leader")];
+    let cs = status_of(&c, leader_url).await.expect("status");
+    assert!(
+        cs.warnings
+            .iter()
+            .any(|w| w.contains(&gone) && w.contains("has not been seen")),
+        "{cs:?}"
+    );
 
     // It comes back (on new ports): it is sighted again, the leader gives it a shard of each
     // blob again, and its surplus copies are released — one placed copy per shard, on four

@@ -159,6 +159,9 @@ struct Inner {
     /// The redactor's cursor: deletions up to this log index have had their inline bytes
     /// redacted from this node's log (0 at start: the work list is checked again).
     redacted_through: AtomicU64,
+    /// On the leader: voters unseen past the repair grace period, with how long (ms), as the
+    /// replicator last found them.
+    gone: parking_lot::Mutex<Vec<(Vec<u8>, u64)>>,
     /// Documents: actor, write locks, sync sessions.
     docs: crate::docs::DocRuntime,
     client: reqwest::Client,
@@ -387,6 +390,7 @@ impl Node {
                 inflight_bytes: Semaphore::new(settings.max_inflight_bytes),
                 seq: AtomicU64::new(now_ms() * 1000),
                 redacted_through: AtomicU64::new(0),
+                gone: parking_lot::Mutex::new(Vec::new()),
                 docs: crate::docs::DocRuntime::new(&peer_id.to_bytes()),
                 feed: event_feed::EventFeed::new(settings.events_buffer),
                 settings,
@@ -850,6 +854,18 @@ impl Node {
         }
         if membership.get_joint_config().len() > 1 {
             warnings.push("a membership change is in progress (joint configuration)".into());
+        }
+        if is_leader {
+            for (peer, silent_ms) in self.inner.gone.lock().iter() {
+                let peer = libp2p::PeerId::from_bytes(peer)
+                    .map_or_else(|_| hex::encode(peer), |p| p.to_string());
+                warnings.push(format!(
+                    "member {peer} has not been seen for {} (repair grace {}): its shards are \
+                     rebuilt on the other members; remove it if it is not coming back",
+                    humantime::format_duration(Duration::from_secs(silent_ms / 1000)),
+                    humantime::format_duration(self.inner.settings.repair_grace)
+                ));
+            }
         }
         ClusterStatus {
             cluster_id: hex::encode(&self.cluster_id()),

@@ -511,9 +511,11 @@ pub(super) async fn replicator(node: Node) {
             }
             placeable.retain(|p| !gone_now.contains(p));
             gone_before = gone_now;
+            *node.inner.gone.lock() = gone;
         } else {
             leader_since = None;
             gone_before.clear();
+            node.inner.gone.lock().clear();
         }
         // The leader re-checks every placement when the placeable voters change (or it just
         // took over).
