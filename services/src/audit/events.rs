@@ -10,8 +10,8 @@
 //! checks only) and what the projections make of the events (phase 3).
 
 use super::manifest_book::{self, ManifestBook};
+use super::offline::scan_history;
 use super::progress::Tick;
-use anyhow::Context as _;
 use hearth_log::{Log, Verification};
 use hearth_proto::v1::envelope::Event;
 use hearth_proto::v1::{BlobAccepted, ManifestVerified};
@@ -161,95 +161,82 @@ fn read_all(
     let mut chunk: Vec<Job> = Vec::with_capacity(CHUNK);
     let mut unticked = 0;
     let mut failed: Option<anyhow::Error> = None;
-    // Each log from after the previous one's last entry (an archive may still share entries
-    // with the live log when a purge was skipped).
-    let mut from = 0u64;
-    for &log in logs {
-        if failed.is_some() {
-            break;
-        }
-        let next = log.last().map_or(from, |l| l.index + 1).max(from);
-        log.scan_with(from..=through, Verification::Crc, |rec| {
-            let entry = match hearth_raft::codec::decode_record(&rec) {
-                Ok(entry) => entry,
-                Err(e) => {
-                    failed = Some(anyhow::Error::new(e).context(format!(
-                        "entry {} of the log is not a raft entry (the node could not have applied \
-                         it)",
-                        rec.index
-                    )));
-                    return Ok(false);
-                }
-            };
-            scan.entries += 1;
-            match entry.payload {
-                EntryPayload::Blank => *scan.kinds.entry(KIND_RAFT_BLANK).or_default() += 1,
-                EntryPayload::Membership(_) => {
-                    *scan.kinds.entry(KIND_RAFT_MEMBERSHIP).or_default() += 1
-                }
-                EntryPayload::Normal(proposal) => {
-                    let batch = proposal.envelopes.len() > 1;
-                    for (position, payload) in (0u32..).zip(&proposal.envelopes) {
-                        scan.events += 1;
-                        let env = match hearth_proto::decode_envelope(payload) {
-                            Ok(env) => env,
-                            Err(_) => {
-                                *scan.kinds.entry(KIND_UNDECODABLE).or_default() += 1;
-                                continue;
-                            }
-                        };
-                        *scan
-                            .kinds
-                            .entry(hearth_proto::event_kind(&env))
-                            .or_default() += 1;
-                        match env.event {
-                            Some(Event::BlobAccepted(acc)) => book.accepted(&acc),
-                            Some(Event::BlobDeleted(del)) => book.deleted(&del.blob_hash),
-                            Some(Event::ParityAdded(pa)) => {
-                                let base = book.widened(&pa.blob_hash).cloned().or_else(|| {
-                                    logs.iter().find_map(|l| {
-                                        acceptance_at(l, pa.accepted_index, &pa.blob_hash)
-                                    })
-                                });
-                                if let Some(base) = base {
-                                    book.parity_added(base, &pa);
-                                }
-                            }
-                            Some(Event::ManifestVerified(mv)) => {
-                                let manifest = book.manifest_for(&mv);
-                                chunk.push(Job {
-                                    index: rec.index,
-                                    position: batch.then_some(position),
-                                    mv,
-                                    manifest,
-                                });
-                                if chunk.len() == CHUNK
-                                    && tx
-                                        .send(std::mem::replace(
-                                            &mut chunk,
-                                            Vec::with_capacity(CHUNK),
-                                        ))
-                                        .is_err()
-                                {
-                                    failed = Some(anyhow::anyhow!("the signature workers stopped"));
-                                    return Ok(false);
-                                }
-                            }
-                            _ => {}
+    scan_history(logs, through, Verification::Crc, |rec| {
+        let entry = match hearth_raft::codec::decode_record(&rec) {
+            Ok(entry) => entry,
+            Err(e) => {
+                failed = Some(anyhow::Error::new(e).context(format!(
+                    "entry {} of the log is not a raft entry (the node could not have applied \
+                     it)",
+                    rec.index
+                )));
+                return Ok(false);
+            }
+        };
+        scan.entries += 1;
+        match entry.payload {
+            EntryPayload::Blank => *scan.kinds.entry(KIND_RAFT_BLANK).or_default() += 1,
+            EntryPayload::Membership(_) => {
+                *scan.kinds.entry(KIND_RAFT_MEMBERSHIP).or_default() += 1
+            }
+            EntryPayload::Normal(proposal) => {
+                let batch = proposal.envelopes.len() > 1;
+                for (position, payload) in (0u32..).zip(&proposal.envelopes) {
+                    scan.events += 1;
+                    let env = match hearth_proto::decode_envelope(payload) {
+                        Ok(env) => env,
+                        Err(_) => {
+                            *scan.kinds.entry(KIND_UNDECODABLE).or_default() += 1;
+                            continue;
                         }
+                    };
+                    *scan
+                        .kinds
+                        .entry(hearth_proto::event_kind(&env))
+                        .or_default() += 1;
+                    match env.event {
+                        Some(Event::BlobAccepted(acc)) => book.accepted(&acc),
+                        Some(Event::BlobDeleted(del)) => book.deleted(&del.blob_hash),
+                        Some(Event::ParityAdded(pa)) => {
+                            let base = book.widened(&pa.blob_hash).cloned().or_else(|| {
+                                logs.iter().find_map(|l| {
+                                    acceptance_at(l, pa.accepted_index, &pa.blob_hash)
+                                })
+                            });
+                            if let Some(base) = base {
+                                book.parity_added(base, &pa);
+                            }
+                        }
+                        Some(Event::ManifestVerified(mv)) => {
+                            let manifest = book.manifest_for(&mv);
+                            chunk.push(Job {
+                                index: rec.index,
+                                position: batch.then_some(position),
+                                mv,
+                                manifest,
+                            });
+                            if chunk.len() == CHUNK
+                                && tx
+                                    .send(std::mem::replace(&mut chunk, Vec::with_capacity(CHUNK)))
+                                    .is_err()
+                            {
+                                failed = Some(anyhow::anyhow!("the signature workers stopped"));
+                                return Ok(false);
+                            }
+                        }
+                        _ => {}
                     }
                 }
             }
-            unticked += 1;
-            if unticked == TICK_EVERY {
-                tick(unticked);
-                unticked = 0;
-            }
-            Ok(true)
-        })
-        .with_context(|| format!("read {}", log.dir().display()))?;
-        from = next;
-    }
+        }
+        unticked += 1;
+        if unticked == TICK_EVERY {
+            tick(unticked);
+            unticked = 0;
+        }
+        Ok(true)
+    })?;
+
     tick(unticked);
     if let Some(e) = failed {
         return Err(e);

@@ -118,6 +118,33 @@ pub fn archive_links(archive: Option<&Log>, log: &Log) -> bool {
     }
 }
 
+/// Calls `f` on every entry of `logs` through `through`, checked at `level`, reading them one
+/// after the other as one history (an archive of purged entries, then the live log): each from
+/// after the previous one's last entry, since an archive may still share entries with the live
+/// log when a purge was skipped. `f` returning `false` stops the whole scan.
+pub fn scan_history(
+    logs: &[&Log],
+    through: u64,
+    level: hearth_log::Verification,
+    mut f: impl FnMut(hearth_log::Record) -> hearth_log::Result<bool>,
+) -> anyhow::Result<()> {
+    let mut from = 0u64;
+    for &log in logs {
+        let next = log.last().map_or(from, |l| l.index + 1).max(from);
+        let mut go_on = true;
+        log.scan_with(from..=through, level, |rec| {
+            go_on = f(rec)?;
+            Ok(go_on)
+        })
+        .with_context(|| format!("read {}", log.dir().display()))?;
+        if !go_on {
+            break;
+        }
+        from = next;
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -10,6 +10,7 @@
 //! Not here: where the rebuilt store goes afterwards (the audit compares and drops it, replay
 //! keeps it) and checking the chain (the caller picks the [`Verification`] level).
 
+use super::offline::scan_history;
 use super::progress::Tick;
 use anyhow::Context as _;
 use hearth_log::{Log, LogPosition, Verification};
@@ -129,54 +130,43 @@ fn read(
     let mut chunk = Vec::with_capacity(CHUNK);
     let mut failed: Option<anyhow::Error> = None;
     let mut stopped = false;
-    let mut done = false;
-    let mut from = 0u64;
-    for &log in logs {
-        if done || stopped || failed.is_some() {
-            break;
-        }
-        let next = log.last().map_or(from, |l| l.index + 1).max(from);
-        log.scan_with(from..=hi, level, |rec| {
-            let entry = match hearth_raft::committed_entry_of_record(&rec) {
-                Ok(entry) => entry,
-                Err(e) => {
-                    failed = Some(anyhow::Error::new(e).context(format!(
-                        "entry {} of the log is not a raft entry (the node could not have applied \
-                         it)",
-                        rec.index
-                    )));
-                    return Ok(false);
-                }
-            };
-            if let Until::LogTime(limit) = until {
-                let time = log_time_after(out.log_time_ms, &entry.payload);
-                if time > limit {
-                    done = true;
-                    return Ok(false);
-                }
-                out.log_time_ms = time;
-            }
-            out.entries += 1;
-            out.events += match &entry.payload {
-                EntryData::Event(_) => 1,
-                EntryData::Batch(events) => events.len() as u64,
-                EntryData::Other => 0,
-            };
-            out.last = Some(LogPosition {
-                index: rec.index,
-                term: rec.term,
-                chain: rec.chain,
-            });
-            chunk.push(entry);
-            if chunk.len() == CHUNK && tx.send(std::mem::take(&mut chunk)).is_err() {
-                stopped = true;
+    scan_history(logs, hi, level, |rec| {
+        let entry = match hearth_raft::committed_entry_of_record(&rec) {
+            Ok(entry) => entry,
+            Err(e) => {
+                failed = Some(anyhow::Error::new(e).context(format!(
+                    "entry {} of the log is not a raft entry (the node could not have applied \
+                     it)",
+                    rec.index
+                )));
                 return Ok(false);
             }
-            Ok(true)
-        })
-        .with_context(|| format!("read {}", log.dir().display()))?;
-        from = next;
-    }
+        };
+        if let Until::LogTime(limit) = until {
+            let time = log_time_after(out.log_time_ms, &entry.payload);
+            if time > limit {
+                return Ok(false);
+            }
+            out.log_time_ms = time;
+        }
+        out.entries += 1;
+        out.events += match &entry.payload {
+            EntryData::Event(_) => 1,
+            EntryData::Batch(events) => events.len() as u64,
+            EntryData::Other => 0,
+        };
+        out.last = Some(LogPosition {
+            index: rec.index,
+            term: rec.term,
+            chain: rec.chain,
+        });
+        chunk.push(entry);
+        if chunk.len() == CHUNK && tx.send(std::mem::take(&mut chunk)).is_err() {
+            stopped = true;
+            return Ok(false);
+        }
+        Ok(true)
+    })?;
     if let Some(e) = failed {
         return Err(e);
     }

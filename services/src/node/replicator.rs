@@ -44,6 +44,9 @@ use std::time::Duration;
 /// How often the worker looks at its queue.
 pub const REPLICATE_EVERY: Duration = Duration::from_millis(200);
 
+/// How often the leader re-reads the peer table for members gone past the repair grace.
+const GONE_CHECK_EVERY: Duration = Duration::from_secs(1);
+
 /// One blob's holders as the index has them: `(shard, holder, record)` (current ones only).
 type Holders = Vec<(u32, Vec<u8>, HolderRecord)>;
 
@@ -132,6 +135,28 @@ impl Node {
                 (silent > grace).then(|| (p.clone(), silent))
             })
             .collect()
+    }
+
+    /// Records `gone` (from [`Self::gone_voters`]) as the members the leader's placement
+    /// leaves out, logging each that became gone or came back (still among `voters`).
+    fn note_gone(&self, gone: Vec<(Vec<u8>, u64)>, voters: &[Vec<u8>]) {
+        let mut before = self.inner.gone.lock();
+        for (p, silent) in &gone {
+            if !before.iter().any(|(b, _)| b == p) {
+                tracing::warn!(
+                    peer = %peer_text(p),
+                    unseen_s = silent / 1000,
+                    grace_s = self.inner.settings.repair_grace.as_secs(),
+                    "member unseen past the repair grace period: rebuilding its shards on the others"
+                );
+            }
+        }
+        for (p, _) in before.iter() {
+            if !gone.iter().any(|(g, _)| g == p) && voters.contains(p) {
+                tracing::info!(peer = %peer_text(p), "member seen again: placing shards on it");
+            }
+        }
+        *before = gone;
     }
 
     /// One pass over the work list, placing shards on `placeable` (the voters, less any gone
@@ -478,7 +503,7 @@ pub(super) async fn replicator(node: Node) {
     let mut checked: Option<Vec<Vec<u8>>> = None;
     // When this node last became the leader (its clock): nobody is gone for longer than that.
     let mut leader_since: Option<u64> = None;
-    let mut gone_before: Vec<Vec<u8>> = Vec::new();
+    let mut gone_checked: Option<std::time::Instant> = None;
     let mut metrics = node.raft().metrics();
     loop {
         // Woken by anything raft applies (a new blob, a placement, a confirmation), or by the
@@ -492,29 +517,15 @@ pub(super) async fn replicator(node: Node) {
         let mut placeable = node.voter_peers();
         if leader {
             let since = *leader_since.get_or_insert_with(super::now_ms);
-            let gone = node.gone_voters(&placeable, since);
-            let gone_now: Vec<Vec<u8>> = gone.iter().map(|(p, _)| p.clone()).collect();
-            for (p, silent) in &gone {
-                if !gone_before.contains(p) {
-                    tracing::warn!(
-                        peer = %peer_text(p),
-                        unseen_s = silent / 1000,
-                        grace_s = node.inner.settings.repair_grace.as_secs(),
-                        "member unseen past the repair grace period: rebuilding its shards on the others"
-                    );
-                }
+            // The peer table is read at most once per GONE_CHECK_EVERY, not on every wake.
+            if gone_checked.is_none_or(|t| t.elapsed() >= GONE_CHECK_EVERY) {
+                node.note_gone(node.gone_voters(&placeable, since), &placeable);
+                gone_checked = Some(std::time::Instant::now());
             }
-            for p in &gone_before {
-                if !gone_now.contains(p) && placeable.contains(p) {
-                    tracing::info!(peer = %peer_text(p), "member seen again: placing shards on it");
-                }
-            }
-            placeable.retain(|p| !gone_now.contains(p));
-            gone_before = gone_now;
-            *node.inner.gone.lock() = gone;
+            let gone = node.inner.gone.lock();
+            placeable.retain(|p| !gone.iter().any(|(g, _)| g == p));
         } else {
-            leader_since = None;
-            gone_before.clear();
+            (leader_since, gone_checked) = (None, None);
             node.inner.gone.lock().clear();
         }
         // The leader re-checks every placement when the placeable voters change (or it just
