@@ -1,10 +1,10 @@
 //! Deterministic sample events for benchmarks and tests.
 //!
 //! [`sample_envelope`] makes a plausible [`Envelope`] of (roughly) a requested
-//! encoded size. The same arguments always give the same bytes. Hashes, ids and
-//! inline data are pseudo-random and *not* consistent with each other (an
-//! inline blob's `blob_hash` is not its blake3): these events have the right
-//! shape and size, not valid content.
+//! encoded size. The same arguments always give the same bytes. Ids and inline
+//! data are pseudo-random; an inline blob's `blob_hash` is its blake3 (the blob
+//! index folds it). [`make_distinct`] turns one template into many different
+//! events.
 
 use bytes::Bytes;
 use prost::Message;
@@ -56,6 +56,27 @@ pub fn sample_envelope(kind_seed: u64, payload_size: usize) -> Envelope {
             envelope(kind_seed, Event::PeerSeen(peer_seen(kind_seed, pad)))
         })
     }
+}
+
+/// Makes `env` (a [`sample_envelope`]) the `n`th distinct event of its template: an inline
+/// blob gets `n` in its first bytes and the matching hash, so a workload built from a few
+/// templates stores as many different blobs as it has events, as real traffic does. (The
+/// same inline bytes accepted again are folded into one blob record that lists every copy;
+/// repeating a template thousands of times measures that list, not the workload.) Other
+/// events are left as they are.
+pub fn make_distinct(env: &mut Envelope, n: u64) {
+    let Some(Event::BlobAccepted(blob)) = env.event.as_mut() else {
+        return;
+    };
+    let Some(data) = blob.inline_data.as_ref() else {
+        return;
+    };
+    let mut data = data.to_vec();
+    let tag = n.to_le_bytes();
+    let k = data.len().min(tag.len());
+    data[..k].copy_from_slice(&tag[..k]);
+    blob.blob_hash = Bytes::copy_from_slice(blake3::hash(&data).as_bytes());
+    blob.inline_data = Some(Bytes::from(data));
 }
 
 /// Finds a padding for `build` whose envelope encodes to `target` bytes, or

@@ -277,6 +277,32 @@ fn samples_are_deterministic_and_varied() {
     assert_ne!(sample_envelope(2, 1024), sample_envelope(4, 1024));
 }
 
+#[test]
+fn distinct_samples_are_different_valid_inline_blobs_of_the_same_size() {
+    use hearth_proto::sample::make_distinct;
+    use hearth_proto::v1::envelope::Event;
+    let template = sample_envelope(2, 256);
+    let mut seen = std::collections::HashSet::new();
+    for n in 0..100 {
+        let mut env = template.clone();
+        make_distinct(&mut env, n);
+        assert_eq!(env.encoded_len(), template.encoded_len());
+        let Some(Event::BlobAccepted(b)) = &env.event else {
+            panic!("not a blob: {env:?}");
+        };
+        let data = b.inline_data.as_ref().expect("inline");
+        assert_eq!(&b.blob_hash[..], blake3::hash(data).as_bytes());
+        assert!(seen.insert(b.blob_hash.clone()), "{n} repeats a blob");
+    }
+    let mut seen_peer = sample_envelope(3, 256);
+    make_distinct(&mut seen_peer, 9);
+    assert_eq!(
+        seen_peer,
+        sample_envelope(3, 256),
+        "other kinds are left alone"
+    );
+}
+
 fn bytes_of(max: usize) -> impl Strategy<Value = Bytes> {
     proptest::collection::vec(any::<u8>(), 0..=max).prop_map(Bytes::from)
 }

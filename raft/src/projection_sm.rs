@@ -83,9 +83,11 @@
 //! newer one. A build that finishes after a concurrent install does not replace the installed
 //! snapshot.
 //!
-//! RocksDB work runs inline in [`apply`] (one memtable write per call; on a leader or membership
-//! change also a flush and a small fsynced file); building and installing run in
-//! `spawn_blocking`.
+//! RocksDB work runs in `spawn_blocking` — [`apply`] (one memtable write per call; on a leader
+//! or membership change also a flush and a small fsynced file), building and installing — so
+//! an apply never holds an async worker thread. Readers ([`ProjectionStateMachine::with_store`])
+//! share the live store through an `Arc` and never take the apply lock; closing the store for an
+//! install first hides it from new readers and waits for the running ones.
 //!
 //! [`apply`]: RaftStateMachine::apply
 //! [`open`]: ProjectionStateMachine::open
@@ -175,7 +177,8 @@ fn write_sm_meta(path: &Path, meta: &SmMeta) -> Result<()> {
 /// The live state: the store and what openraft knows about it.
 struct Inner {
     /// `None` only after [`ProjectionStateMachine::close_losing_unflushed`] or a failed swap.
-    store: Option<ProjectionStore>,
+    /// Shared with readers through [`Shared::reader`].
+    store: Option<Arc<ProjectionStore>>,
     /// What `raft-sm.meta` says about the applied prefix (trimmed to it on open).
     meta: SmMeta,
     last_applied: Option<LogId>,
@@ -193,7 +196,7 @@ impl Inner {
         let file = read_sm_meta(&state_dir.join(SM_META))?;
         let (last_applied, membership, meta) = derive(store.applied(), &file)?;
         Ok(Inner {
-            store: Some(store),
+            store: Some(Arc::new(store)),
             meta,
             last_applied,
             membership,
@@ -206,7 +209,7 @@ impl Inner {
             return Err(StoreError::Failed(reason.clone()));
         }
         self.store
-            .as_ref()
+            .as_deref()
             .ok_or_else(|| StoreError::Failed("the projection store is closed".into()))
     }
 
@@ -405,6 +408,10 @@ struct Shared {
     _lock: fs::File,
     projections: Vec<Arc<dyn Projection>>,
     inner: Mutex<Inner>,
+    /// The store readers use, without `inner`'s lock (so reads never wait for an apply, nor
+    /// block a thread that an apply needs): the same store as `inner`'s while it is healthy,
+    /// `None` while it is closed, failed or being swapped. Kept equal by [`Shared::publish`].
+    reader: RwLock<Option<Arc<ProjectionStore>>>,
     /// Serialises publishing and installing snapshots. Lock order: `snapshots`, then `inner`.
     snapshots: Mutex<()>,
     /// Bumped by every install; a build publishes only if it did not change meanwhile.
@@ -417,6 +424,51 @@ struct Shared {
 impl Shared {
     fn state_dir(&self) -> PathBuf {
         self.dir.join(STATE)
+    }
+
+    /// Makes readers see `inner`'s store (none when it failed or is closed).
+    fn publish(&self, inner: &Inner) {
+        *self.reader.write() = match inner.failed {
+            None => inner.store.clone(),
+            Some(_) => None,
+        };
+    }
+
+    /// Takes the live store away from readers and from `inner` and waits until the readers
+    /// still using it are done (reads are short: gets and scans), so that dropping or closing
+    /// it releases its RocksDB lock.
+    fn take_store(&self, inner: &mut Inner) -> Option<ProjectionStore> {
+        *self.reader.write() = None;
+        let mut store = inner.store.take()?;
+        let mut waited = 0u32;
+        loop {
+            match Arc::try_unwrap(store) {
+                Ok(store) => return Some(store),
+                Err(shared) => store = shared,
+            }
+            std::thread::sleep(std::time::Duration::from_millis(1));
+            waited += 1;
+            if waited.is_multiple_of(5_000) {
+                tracing::warn!(
+                    seconds = waited / 1_000,
+                    "closing the projection store: still waiting for readers to finish"
+                );
+            }
+        }
+    }
+
+    /// The store for a reader, or why there is none.
+    fn reader(&self) -> Result<Arc<ProjectionStore>> {
+        if let Some(store) = self.reader.read().clone() {
+            return Ok(store);
+        }
+        let inner = self.inner.lock();
+        inner.store().map(|_| ())?;
+        // Healthy again since the read above (an install finished): read through `inner`.
+        inner
+            .store
+            .clone()
+            .ok_or_else(|| StoreError::Failed("the projection store is closed".into()))
     }
 
     /// Builds a snapshot of the current state and publishes it as the current snapshot.
@@ -525,7 +577,7 @@ impl Shared {
 
         let mut inner = self.inner.lock();
         // Flushes and closes the live store (its RocksDB lock is released on drop).
-        drop(inner.store.take());
+        drop(self.take_store(&mut inner));
         inner.failed = Some("a snapshot install did not finish".into());
         let swapped = self.swap_in().and_then(|()| {
             let loaded = Inner::load(&self.state_dir(), &self.projections)?;
@@ -540,6 +592,7 @@ impl Shared {
         match swapped {
             Ok(loaded) => {
                 *inner = loaded;
+                self.publish(&inner);
                 self.generation.fetch_add(1, Ordering::SeqCst);
                 Ok(info)
             }
@@ -551,6 +604,7 @@ impl Shared {
                     Ok(loaded) => *inner = loaded,
                     Err(again) => inner.failed = Some(format!("{e}; then: {again}")),
                 }
+                self.publish(&inner);
                 Err(e)
             }
         }
@@ -787,6 +841,7 @@ impl ProjectionStateMachine {
                 dir: dir.to_path_buf(),
                 _lock: lock,
                 projections,
+                reader: RwLock::new(inner.store.clone()),
                 inner: Mutex::new(inner),
                 snapshots: Mutex::new(()),
                 generation: AtomicU64::new(0),
@@ -815,10 +870,13 @@ impl ProjectionStateMachine {
         self.shared.hooks.write().on_install = hook;
     }
 
-    /// Runs `f` on the projection store (reads: `get`, `scan_prefix`, `digests`, …).
+    /// Runs `f` on the projection store (reads: `get`, `scan_prefix`, `digests`, …) without
+    /// waiting for applies: each RocksDB write of an apply is atomic, so a read sees the state
+    /// before or after it, and a multi-key view (`digests`, an iterator) is consistent within
+    /// itself. Two calls may see different applied prefixes.
     pub fn with_store<R>(&self, f: impl FnOnce(&ProjectionStore) -> R) -> Result<R> {
-        let inner = self.shared.inner.lock();
-        Ok(f(inner.store()?))
+        let store = self.shared.reader()?;
+        Ok(f(&store))
     }
 
     /// Digests of every table of the projection store.
@@ -857,7 +915,7 @@ impl ProjectionStateMachine {
     /// now on. For crash tests.
     pub fn close_losing_unflushed(self) {
         let mut inner = self.shared.inner.lock();
-        if let Some(store) = inner.store.take() {
+        if let Some(store) = self.shared.take_store(&mut inner) {
             store.close_losing_unflushed();
         }
         inner.failed = Some("closed by close_losing_unflushed".into());
@@ -886,13 +944,18 @@ impl RaftStateMachine<TypeConfig> for ProjectionStateMachine {
         I::IntoIter: OptionalSend,
     {
         let entries: Vec<Entry> = entries.into_iter().collect();
-        let state_dir = self.shared.state_dir();
-        let mut inner = self.shared.inner.lock();
-        inner.store().map_err(|e| sm_error(e, ErrorVerb::Write))?;
-        inner.apply(&state_dir, entries).map_err(|e| {
-            inner.failed = Some(format!("apply failed: {e}"));
-            sm_error(e, ErrorVerb::Write)
+        let shared = Arc::clone(&self.shared);
+        blocking(move || {
+            let state_dir = shared.state_dir();
+            let mut inner = shared.inner.lock();
+            inner.store()?;
+            inner.apply(&state_dir, entries).inspect_err(|e| {
+                inner.failed = Some(format!("apply failed: {e}"));
+                shared.publish(&inner);
+            })
         })
+        .await
+        .map_err(|e| sm_error(e, ErrorVerb::Write))
     }
 
     async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {

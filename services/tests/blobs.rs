@@ -565,6 +565,35 @@ async fn too_large_and_disk_reserve_are_refused_before_anything_is_written() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn uploads_in_flight_hold_the_disk_space_they_will_take() {
+    // Room of about 1 GiB above the reserve; other writers on this disk move it a little,
+    // and the sizes below leave ~400 MiB of slack either way.
+    let free = hearth_services::fsutil::free_bytes(&std::env::temp_dir()).expect("free space");
+    const GIB: u64 = 1 << 30;
+    if free < 2 * GIB {
+        eprintln!("skipped: needs 2 GiB free on the temporary directory's disk");
+        return;
+    }
+    let s = Server::start_with(|st| st.disk_reserve = free - GIB).await;
+    let first = s
+        .node
+        .reserve_room(600 << 20)
+        .expect("free space")
+        .expect("600 MiB fit in 1 GiB");
+    let room = s.node.blob_room().expect("room");
+    assert!(room < 600 << 20, "the promise counts: {room} left");
+    assert!(
+        s.node.reserve_room(600 << 20).expect("free space").is_err(),
+        "a second upload of the same size does not fit while the first is in flight"
+    );
+    drop(first);
+    let again = s.node.reserve_room(600 << 20).expect("free space");
+    assert!(again.is_ok(), "given back when the upload ends");
+    drop(again);
+    s.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shard_files_no_committed_blob_references_are_swept_at_start_up() {
     let s = Server::start().await;
     let c = reqwest::Client::new();

@@ -367,6 +367,7 @@ fn build_log(
                 r.seq = i + 1; // unique per origin: the runtime applies every event
             }
             env.proposed_at_unix_ms += i / TEMPLATES;
+            hearth_proto::sample::make_distinct(&mut env, i);
             Bytes::from(env.encode_to_vec())
         }));
     let runtime = tokio::runtime::Builder::new_current_thread()

@@ -2,18 +2,21 @@
 //!
 //! The node is a real `hearth serve` child process (this binary) with a fixed 4+3 code, its own
 //! data directory in a scratch directory, and free ports; the clients run in this process, so
-//! the CPU each side uses is measured separately (the client's share of the CPU time of both).
+//! the CPU each side uses is measured separately (the client's share of the CPU time of both);
+//! each client is one bare keep-alive connection ([`HttpConn`](super::http_conn::HttpConn)).
 //! For each size and client count: a closed-loop PUT run of distinct blobs, then a GET run over
 //! the blobs it stored; for blobs of 16 MiB and more also a degraded GET (3 of the 7 shard files
 //! deleted before each request, so every read rebuilds). The disk baseline is `hearth bench
 //! log`'s plus the bandwidth of 1 MiB writes each followed by fdatasync.
 
+use super::http_conn::HttpConn;
 use super::report::{micros, new_histogram, Baseline, Latency};
 use super::{disk, say};
 use anyhow::{bail, Context as _};
 use bytes::Bytes;
 use futures::StreamExt;
 use hdrhistogram::Histogram;
+use hyper::Method;
 use serde::Serialize;
 use std::io::{BufRead, BufReader, IsTerminal, Write};
 use std::path::{Path, PathBuf};
@@ -24,6 +27,9 @@ use std::time::{Duration, Instant};
 
 /// Sizes from this one up also get a degraded GET run.
 const DEGRADED_FROM: u64 = 16 << 20;
+/// Disk a PUT run leaves free beyond its uploads in flight: the node's log reserve and the
+/// blobs the run stores.
+const PUT_HEADROOM: u64 = 3 << 30;
 /// Degraded GETs per run.
 const DEGRADED_READS: usize = 5;
 
@@ -110,6 +116,8 @@ pub struct BlobReport {
     pub runs: Vec<BlobRun>,
     /// The node's peak resident memory, KiB.
     pub server_peak_rss_kib: Option<u64>,
+    /// Runs left out, and why (a disk too small for that many uploads at once).
+    pub skipped: Vec<String>,
 }
 
 /// A `hearth serve` child process of a benchmark; killed (and reaped) on every way out.
@@ -277,6 +285,7 @@ pub fn run_blobs(args: &BenchBlobsArgs, out: &mut dyn Write) -> anyhow::Result<(
             .build()
             .context("HTTP client")?;
         let mut runs = Vec::new();
+        let mut skipped = Vec::new();
         for &size in &args.sizes {
             let base: Bytes = (0..size)
                 .map(|i| (i % 251) as u8)
@@ -284,13 +293,24 @@ pub fn run_blobs(args: &BenchBlobsArgs, out: &mut dyn Write) -> anyhow::Result<(
                 .into();
             let mut stored: Vec<String> = Vec::new();
             for &clients in &args.clients {
+                // Every upload in flight holds its shards (7/4 of its size) on disk, and the
+                // node keeps its log reserve: a run that cannot fit would measure refusals.
+                let free = crate::fsutil::free_bytes(scratch.path()).unwrap_or(u64::MAX);
+                let needs = (clients as u64 * 2 + 2).saturating_mul(size) + PUT_HEADROOM;
+                if needs > free {
+                    skipped.push(format!(
+                        "PUT {size} bytes with {clients} clients: needs ~{:.1} GB free, {:.1} GB are",
+                        needs as f64 / 1e9,
+                        free as f64 / 1e9
+                    ));
+                    continue;
+                }
                 say(
                     progress,
                     format_args!("PUT {size} bytes, {clients} clients"),
                 );
                 let (run, hashes) = measure(
                     &node,
-                    &client,
                     "put",
                     size,
                     clients,
@@ -310,7 +330,6 @@ pub fn run_blobs(args: &BenchBlobsArgs, out: &mut dyn Write) -> anyhow::Result<(
                 );
                 let (run, _) = measure(
                     &node,
-                    &client,
                     "get",
                     size,
                     clients,
@@ -326,12 +345,14 @@ pub fn run_blobs(args: &BenchBlobsArgs, out: &mut dyn Write) -> anyhow::Result<(
                 runs.push(degraded(&node, &client, size, &stored[0]).await?);
             }
         }
-        anyhow::Ok(runs)
+        anyhow::Ok((runs, skipped))
     })?;
+    let (runs, skipped) = runs;
     let report = BlobReport {
         baseline,
         runs,
         server_peak_rss_kib: node.peak_rss_kib(),
+        skipped,
     };
     drop(node);
     if args.json {
@@ -343,23 +364,18 @@ pub fn run_blobs(args: &BenchBlobsArgs, out: &mut dyn Write) -> anyhow::Result<(
     Ok(())
 }
 
-/// A distinct body of `size` bytes: `base` with the first 16 bytes replaced by `(tag, seq)`.
-fn body(base: &Bytes, tag: u64, seq: u64) -> reqwest::Body {
+/// A distinct body of `size` bytes: `base` with the first 16 bytes replaced by `(tag, seq)`,
+/// as pieces that share `base`'s memory.
+fn body(base: &Bytes, tag: u64, seq: u64) -> Vec<Bytes> {
     let mut head = [0u8; 16];
     head[..8].copy_from_slice(&tag.to_le_bytes());
     head[8..].copy_from_slice(&seq.to_le_bytes());
     let n = base.len().min(16);
-    let chunks = vec![
-        Ok::<_, std::io::Error>(Bytes::copy_from_slice(&head[..n])),
-        Ok(base.slice(n..)),
-    ];
-    reqwest::Body::wrap_stream(futures::stream::iter(chunks))
+    vec![Bytes::copy_from_slice(&head[..n]), base.slice(n..)]
 }
 
-#[allow(clippy::too_many_arguments)]
 async fn measure(
     node: &NodeProcess,
-    client: &reqwest::Client,
     op: &'static str,
     size: u64,
     clients: usize,
@@ -374,39 +390,31 @@ async fn measure(
     let stored = Arc::new(stored.to_vec());
     let mut tasks = Vec::new();
     for c in 0..clients {
-        let (client, stop, base, stored) =
-            (client.clone(), stop.clone(), base.clone(), stored.clone());
+        let (stop, base, stored) = (stop.clone(), base.clone(), stored.clone());
         let url = node.url.clone();
         let tag = TAG.fetch_add(1, Ordering::Relaxed);
         tasks.push(tokio::spawn(async move {
+            let mut conn = HttpConn::connect(&url).await?;
             let mut hist = new_histogram();
             let mut hashes = Vec::new();
             let mut seq = 0u64;
             while !stop.load(Ordering::Relaxed) {
                 let t = Instant::now();
                 if op == "put" {
-                    let resp = client
-                        .put(format!("{url}/v1/blobs"))
-                        .header(reqwest::header::CONTENT_LENGTH, size)
-                        .body(body(&base, tag, seq))
-                        .send()
+                    let reply = conn
+                        .expect_ok(Method::PUT, "/v1/blobs", body(&base, tag, seq), true)
                         .await?;
-                    if !resp.status().is_success() {
-                        bail!("PUT answered {}", resp.status());
-                    }
-                    let reply: crate::http::blobs::BlobReply = resp.json().await?;
+                    let reply: crate::http::blobs::BlobReply =
+                        serde_json::from_slice(reply.body.as_deref().unwrap_or_default())
+                            .context("the PUT's answer")?;
                     hashes.push(reply.hash);
                 } else {
                     let hash = &stored[(c + seq as usize * clients) % stored.len()];
-                    let resp = client.get(format!("{url}/v1/blobs/{hash}")).send().await?;
-                    if !resp.status().is_success() {
-                        bail!("GET answered {}", resp.status());
-                    }
-                    let mut got = 0u64;
-                    let mut stream = resp.bytes_stream();
-                    while let Some(piece) = stream.next().await {
-                        got += piece?.len() as u64;
-                    }
+                    let path = format!("/v1/blobs/{hash}");
+                    let got = conn
+                        .expect_ok(Method::GET, &path, Vec::new(), false)
+                        .await?
+                        .len;
                     if got != size {
                         bail!("GET returned {got} bytes, expected {size}");
                     }
@@ -539,6 +547,9 @@ fn write_table(r: &BlobReport, out: &mut dyn Write) -> std::io::Result<()> {
     }
     if let Some(kib) = r.server_peak_rss_kib {
         writeln!(out, "node peak RSS: {:.1} MB", kib as f64 / 1024.0)?;
+    }
+    for why in &r.skipped {
+        writeln!(out, "skipped: {why}")?;
     }
     Ok(())
 }

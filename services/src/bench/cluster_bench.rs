@@ -10,6 +10,7 @@ use crate::node::{Node, NodeSettings};
 use anyhow::Context as _;
 use bytes::Bytes;
 use hdrhistogram::Histogram;
+use hearth_proto::v1::Envelope;
 use prost::Message as _;
 use serde::Serialize;
 use std::io::{IsTerminal, Write};
@@ -99,13 +100,14 @@ pub fn run_cluster(args: &BenchClusterArgs, out: &mut dyn Write) -> anyhow::Resu
     say(progress, "disk baseline (4 KiB write + fdatasync)");
     let baseline = disk::measure(scratch.path())?;
 
-    let payloads: Arc<Vec<Bytes>> = Arc::new(
+    // Templates; each proposal is a distinct event made from one (`make_distinct`).
+    let payloads: Arc<Vec<Envelope>> = Arc::new(
         (0..1024u64)
             .map(|seed| {
                 let mut env = hearth_proto::sample::sample_envelope(seed, args.event_size);
                 // The node assigns a fresh request id to each proposal.
                 env.request_id = None;
-                Bytes::from(env.encode_to_vec())
+                env
             })
             .collect(),
     );
@@ -178,7 +180,7 @@ async fn measure_cluster(
     dir: &Path,
     n: usize,
     args: &BenchClusterArgs,
-    payloads: &Arc<Vec<Bytes>>,
+    payloads: &Arc<Vec<Envelope>>,
     baseline: &Baseline,
     progress: bool,
 ) -> anyhow::Result<Vec<ClusterRun>> {
@@ -248,19 +250,19 @@ async fn closed_loop(
     leader: &Node,
     clients: usize,
     duration: Duration,
-    payloads: &Arc<Vec<Bytes>>,
+    payloads: &Arc<Vec<Envelope>>,
 ) -> anyhow::Result<(u64, u64, f64, Histogram<u64>)> {
     let warmup = (duration / 10).min(Duration::from_millis(500));
     let measuring = Arc::new(AtomicBool::new(false));
     let stop = Arc::new(AtomicBool::new(false));
-    let next = Arc::new(AtomicU64::new(0));
+    // One sequence for every run of the process: no event repeats one of an earlier run.
+    static NEXT: AtomicU64 = AtomicU64::new(0);
     let mut tasks = Vec::new();
     for _ in 0..clients {
-        let (node, measuring, stop, next, payloads) = (
+        let (node, measuring, stop, payloads) = (
             leader.clone(),
             measuring.clone(),
             stop.clone(),
-            next.clone(),
             payloads.clone(),
         );
         tasks.push(tokio::spawn(async move {
@@ -268,9 +270,12 @@ async fn closed_loop(
             let mut events = 0u64;
             let mut all = 0u64;
             while !stop.load(Ordering::Relaxed) {
-                let i = next.fetch_add(1, Ordering::Relaxed) as usize % payloads.len();
+                let n = NEXT.fetch_add(1, Ordering::Relaxed);
+                let mut env = payloads[n as usize % payloads.len()].clone();
+                hearth_proto::sample::make_distinct(&mut env, n);
+                let payload = Bytes::from(env.encode_to_vec());
                 let t = Instant::now();
-                node.propose(payloads[i].clone())
+                node.propose(payload)
                     .await
                     .map_err(|e| anyhow::anyhow!("write failed: {e}"))?;
                 all += 1;

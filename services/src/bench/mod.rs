@@ -12,6 +12,7 @@ pub mod blobs_bench;
 pub mod cluster_bench;
 pub mod disk;
 pub mod docs_bench;
+pub mod http_conn;
 pub mod log_bench;
 pub mod replay;
 pub mod replication_bench;

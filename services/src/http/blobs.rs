@@ -238,17 +238,20 @@ pub(super) async fn put_blob(
         let needed = layout
             .shard_size()
             .saturating_mul(u64::from(layout.shard_count()));
-        let room = node.blob_room().map_err(internal)?;
-        if needed > room {
-            return Err(ApiError::new(
-                StatusCode::INSUFFICIENT_STORAGE,
-                "insufficient_storage",
-                format!(
-                    "storing this blob takes {needed} bytes of shards and only {room} are free \
-                     above the disk reserve kept for the log; delete blobs or add space"
-                ),
-            ));
-        }
+        let _room = match node.reserve_room(needed).map_err(internal)? {
+            Ok(guard) => guard,
+            Err(room) => {
+                return Err(ApiError::new(
+                    StatusCode::INSUFFICIENT_STORAGE,
+                    "insufficient_storage",
+                    format!(
+                        "storing this blob takes {needed} bytes of shards and only {room} are \
+                         free above the disk reserve kept for the log and the uploads in \
+                         flight; delete blobs, add space or retry later"
+                    ),
+                ))
+            }
+        };
         let writer = node.shards().writer(layout).map_err(internal)?;
         let written = write_shards(&node, writer, &mut stream).await?;
         if let Some(existing) = live(node.blob(&written.hash).map_err(internal)?) {
@@ -388,6 +391,14 @@ where
     }
     result.map_err(|e| match e {
         ShardError::SizeMismatch { .. } => ApiError::bad_request(e.to_string()),
+        // The disk filled up anyway (something else wrote to it): the writer removed its files.
+        ShardError::Io { ref source, .. } if source.raw_os_error() == Some(libc::ENOSPC) => {
+            ApiError::new(
+                StatusCode::INSUFFICIENT_STORAGE,
+                "insufficient_storage",
+                format!("the disk filled up while storing this blob ({e}); nothing was kept"),
+            )
+        }
         other => internal(other),
     })
 }

@@ -10,7 +10,22 @@ use hearth_projections::{BlobIndexProjection, BlobRecord, HolderRecord};
 use hearth_proto::v1::envelope::Event;
 use hearth_proto::v1::{BlobAccepted, Envelope};
 use prost::Message as _;
+use std::sync::Arc;
 use std::time::Duration;
+
+/// Disk space promised to one upload ([`Node::reserve_room`]); given back on drop.
+#[derive(Debug)]
+pub struct RoomGuard {
+    promised: Arc<parking_lot::Mutex<u64>>,
+    bytes: u64,
+}
+
+impl Drop for RoomGuard {
+    fn drop(&mut self) {
+        let mut promised = self.promised.lock();
+        *promised = promised.saturating_sub(self.bytes);
+    }
+}
 
 impl Node {
     /// This node's shard files.
@@ -69,12 +84,37 @@ impl Node {
             .collect())
     }
 
-    /// Bytes a new blob of `size` bytes may still take on this node's disk: free space minus
-    /// the reserve kept for the log (so deletes can still commit when data fills the disk).
+    /// Bytes a new blob may still take on this node's disk: free space minus the reserve kept
+    /// for the log (so deletes can still commit when data fills the disk) minus what uploads in
+    /// flight were promised.
     pub fn blob_room(&self) -> Result<u64, NodeError> {
+        let promised = *self.inner.room_promised.lock();
+        Ok(self.free_room()?.saturating_sub(promised))
+    }
+
+    fn free_room(&self) -> Result<u64, NodeError> {
         let free = crate::fsutil::free_bytes(&self.inner.settings.data_dir)
             .map_err(|e| NodeError::io(&self.inner.settings.data_dir, e))?;
         Ok(free.saturating_sub(self.inner.settings.disk_reserve))
+    }
+
+    /// Promises `bytes` of disk to one upload until the returned guard is dropped, so that
+    /// uploads running at once cannot each see the same free space and together fill the disk;
+    /// `Ok(Err(room))` when `bytes` do not fit in the room left. (The promise is not reduced
+    /// as the upload writes: concurrent uploads near a full disk are refused early, never
+    /// late.)
+    pub fn reserve_room(&self, bytes: u64) -> Result<Result<RoomGuard, u64>, NodeError> {
+        let free = self.free_room()?;
+        let mut promised = self.inner.room_promised.lock();
+        let room = free.saturating_sub(*promised);
+        if bytes > room {
+            return Ok(Err(room));
+        }
+        *promised += bytes;
+        Ok(Ok(RoomGuard {
+            promised: Arc::clone(&self.inner.room_promised),
+            bytes,
+        }))
     }
 
     /// A slot for one blob upload; `None` when `max_blob_puts` are in flight.

@@ -3,7 +3,8 @@
 //! One task ([`feed_task`]) watches raft's applied index; for each newly applied range it
 //! reads the entries from this node's log (blocking thread), renders every item once —
 //! the JSON `hearth log dump --json` prints plus the dump's text line under `"text"` — and
-//! publishes each entry on a bounded [`tokio::sync::broadcast`] channel. Publishing never
+//! publishes each entry on a bounded [`tokio::sync::broadcast`] channel — while someone is
+//! subscribed; with nobody listening it only moves its published mark. Publishing never
 //! waits: a consumer that falls more than the buffer behind finds out when it next reads
 //! (`Lagged`), and the HTTP layer then drops it with its resume point. Nothing here is on the
 //! apply path — raft applies, and only then does this task read what was applied.
@@ -66,6 +67,9 @@ pub struct EventFeed {
     tx: broadcast::Sender<Arc<FeedEntry>>,
     /// The last index published (0: none yet).
     published: Arc<AtomicU64>,
+    /// Held while subscribing and while the feed decides that nobody listens, so a consumer
+    /// either is counted or sees the skip in [`EventFeed::published`].
+    gate: Arc<std::sync::Mutex<()>>,
 }
 
 impl EventFeed {
@@ -75,12 +79,25 @@ impl EventFeed {
         EventFeed {
             tx,
             published: Arc::default(),
+            gate: Arc::default(),
         }
     }
 
     /// A receiver of every entry published from now on.
     pub fn subscribe(&self) -> broadcast::Receiver<Arc<FeedEntry>> {
+        let _gate = self.gate.lock().unwrap_or_else(|p| p.into_inner());
         self.tx.subscribe()
+    }
+
+    /// With nobody subscribed, moves the published mark to `index` without reading or rendering
+    /// anything (consumers that come later read those entries from the log) and returns true.
+    fn skip_unheard(&self, index: u64) -> bool {
+        let _gate = self.gate.lock().unwrap_or_else(|p| p.into_inner());
+        if self.tx.receiver_count() > 0 {
+            return false;
+        }
+        self.skip_to(index);
+        true
     }
 
     /// The last index published (every entry up to it is applied and in the log).
@@ -156,6 +173,12 @@ pub(super) async fn feed_task(node: Node) {
             .last_applied
             .map_or(0, |a| a.index);
         while feed.published() < applied {
+            // Rendering costs as much as a small write's own work: only when someone listens.
+            // Up to what the log holds, since consumers read skipped entries from it.
+            let readable = log.last().map_or(0, |r| r.index).min(applied);
+            if readable > feed.published() && feed.skip_unheard(readable) {
+                continue;
+            }
             let from = feed.published() + 1;
             let to = applied.min(from + READ_CHUNK - 1);
             match read_entries(log.clone(), from, to).await {

@@ -43,6 +43,7 @@ pub mod settings;
 pub mod verifier;
 pub mod widener;
 
+pub use blob_ops::RoomGuard;
 pub use cluster_file::ClusterFile;
 pub use error::NodeError;
 pub use settings::{NodeSettings, Retention};
@@ -155,6 +156,8 @@ struct Inner {
     cache: crate::blobs::StripeCache,
     read_budget: crate::blobs::ReadBudget,
     blob_puts: Semaphore,
+    /// Disk bytes promised to uploads still writing their shards (see `Node::reserve_room`).
+    room_promised: Arc<parking_lot::Mutex<u64>>,
     seq: AtomicU64,
     /// The redactor's cursor: deletions up to this log index have had their inline bytes
     /// redacted from this node's log (0 at start: the work list is checked again).
@@ -386,6 +389,7 @@ impl Node {
                 cache: crate::blobs::StripeCache::new(settings.cache_bytes),
                 read_budget: crate::blobs::ReadBudget::new(settings.read_buffer_bytes),
                 blob_puts: Semaphore::new(settings.max_blob_puts),
+                room_promised: Arc::default(),
                 inflight_count: Semaphore::new(settings.max_inflight),
                 inflight_bytes: Semaphore::new(settings.max_inflight_bytes),
                 seq: AtomicU64::new(now_ms() * 1000),
