@@ -12,7 +12,7 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, StreamBody};
 use hyper::body::Frame;
 use hyper::client::conn::http1::{self, SendRequest};
-use hyper::{Method, Request, StatusCode};
+use hyper::{Method, Request};
 use hyper_util::rt::TokioIo;
 use std::convert::Infallible;
 
@@ -26,9 +26,8 @@ pub struct HttpConn {
     sender: SendRequest<Pieces>,
 }
 
-/// A response: its status and how many body bytes came (kept only when asked).
+/// A successful response: how many body bytes came, and the body when asked for.
 pub struct Reply {
-    pub status: StatusCode,
     pub len: u64,
     pub body: Option<Bytes>,
 }
@@ -54,9 +53,10 @@ impl HttpConn {
         Ok(HttpConn { host, sender })
     }
 
-    /// Sends one request with `pieces` as the body (`len` bytes in all) and reads the whole
-    /// response; the body is kept when `keep_body`, else only counted.
-    pub async fn send(
+    /// Sends one request with `pieces` as the body and reads the whole response (its body kept
+    /// when `keep_body`, else only counted); an answer that is not a success is an error that
+    /// quotes the node.
+    pub async fn expect_ok(
         &mut self,
         method: Method,
         path: &str,
@@ -97,30 +97,16 @@ impl HttpConn {
                 }
             }
         }
-        Ok(Reply {
-            status,
-            len: got,
-            body: kept.map(Bytes::from),
-        })
-    }
-
-    /// `send`, then fails unless the status is a success (naming the node's answer).
-    pub async fn expect_ok(
-        &mut self,
-        method: Method,
-        path: &str,
-        pieces: Vec<Bytes>,
-        keep_body: bool,
-    ) -> anyhow::Result<Reply> {
-        let reply = self.send(method.clone(), path, pieces, keep_body).await?;
-        if !reply.status.is_success() {
-            let body = reply.body.as_deref().unwrap_or_default();
+        if !status.is_success() {
+            let body = kept.unwrap_or_default();
             bail!(
-                "{method} {path} answered {}: {}",
-                reply.status,
+                "{method} {path} answered {status}: {}",
                 String::from_utf8_lossy(&body[..body.len().min(500)])
             );
         }
-        Ok(reply)
+        Ok(Reply {
+            len: got,
+            body: kept.map(Bytes::from),
+        })
     }
 }

@@ -110,14 +110,20 @@ fn parse_wait(q: &PutQuery) -> Result<(&'static str, Duration), ApiError> {
     Ok((tier, timeout))
 }
 
-/// The blob's record once it reached `tier`, or as it stands after `timeout`.
+/// The blob's record once it reached `tier`, or as it stands after `timeout`; `read` is its
+/// record as the caller just read it (returned at once when it has reached the tier).
 async fn wait_for_tier(
     node: &Node,
     hash: &[u8; 32],
     tier: &str,
     timeout: Duration,
+    read: BlobRecord,
 ) -> Result<BlobRecord, ApiError> {
+    if read.reached(tier) || read.deleted {
+        return Ok(read);
+    }
     let deadline = tokio::time::Instant::now() + timeout;
+    // Watching from before the next read, so no apply between the two is missed.
     let mut applied = node.raft().metrics();
     loop {
         let record = node
@@ -260,7 +266,7 @@ pub(super) async fn put_blob(
                 let hash = written.hash;
                 let _ = tokio::task::spawn_blocking(move || shards.remove_blob(&hash)).await;
             }
-            let existing = wait_for_tier(&node, &written.hash, wait, timeout).await?;
+            let existing = wait_for_tier(&node, &written.hash, wait, timeout, existing).await?;
             return Ok((
                 StatusCode::OK,
                 Json(BlobReply::of(&written.hash, &existing)),
@@ -291,8 +297,8 @@ pub(super) async fn put_blob(
         };
         (written.hash, accepted)
     };
-    if live(node.blob(&hash).map_err(internal)?).is_some() {
-        let existing = wait_for_tier(&node, &hash, wait, timeout).await?;
+    if let Some(existing) = live(node.blob(&hash).map_err(internal)?) {
+        let existing = wait_for_tier(&node, &hash, wait, timeout, existing).await?;
         return Ok((StatusCode::OK, Json(BlobReply::of(&hash, &existing))).into_response());
     }
     let committed = node.accept_blob(accepted).await?;
@@ -309,16 +315,15 @@ pub(super) async fn put_blob(
         .map_err(internal)?
         .ok_or_else(|| internal("the accepted blob is missing from the index"))?;
     let first = (record.accepted_index, record.accepted_position);
-    let _ = committed.index;
     if committed.rejected.is_some() || first != (committed.index, committed.position) {
         // Another write of the same bytes was accepted first: that one is the blob (an inline
         // copy is folded into it, a sharded one rejected).
-        let record = wait_for_tier(&node, &hash, wait, timeout).await?;
+        let record = wait_for_tier(&node, &hash, wait, timeout, record).await?;
         return Ok((StatusCode::OK, Json(BlobReply::of(&hash, &record))).into_response());
     }
     // The acceptance records this node as the holder of every shard it wrote; the replication
     // worker spreads them from there.
-    let record = wait_for_tier(&node, &hash, wait, timeout).await?;
+    let record = wait_for_tier(&node, &hash, wait, timeout, record).await?;
     Ok((StatusCode::CREATED, Json(BlobReply::of(&hash, &record))).into_response())
 }
 
