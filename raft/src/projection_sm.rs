@@ -462,13 +462,13 @@ impl Shared {
         if let Some(store) = self.reader.read().clone() {
             return Ok(store);
         }
+        // Empty only while an install swaps stores (it holds `inner`) or after a failure, which
+        // `inner.store()` names.
         let inner = self.inner.lock();
-        inner.store().map(|_| ())?;
-        // Healthy again since the read above (an install finished): read through `inner`.
-        inner
-            .store
-            .clone()
-            .ok_or_else(|| StoreError::Failed("the projection store is closed".into()))
+        inner.store()?;
+        Ok(Arc::clone(inner.store.as_ref().ok_or_else(|| {
+            StoreError::Failed("the projection store is closed".into())
+        })?))
     }
 
     /// Builds a snapshot of the current state and publishes it as the current snapshot.

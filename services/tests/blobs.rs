@@ -196,6 +196,14 @@ fn tmp_is_empty(s: &Server) -> bool {
         .is_none()
 }
 
+/// `DELETE /v1/blobs/{hash}` on the node at `url`.
+async fn delete(c: &reqwest::Client, url: &str, hash: &str) -> reqwest::Response {
+    c.delete(format!("{url}/v1/blobs/{hash}"))
+        .send()
+        .await
+        .expect("delete")
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn blobs_round_trip_at_the_sizes_that_matter() {
     let s = Server::start().await;
@@ -681,11 +689,7 @@ async fn delete_leaves_a_tombstone_removes_the_copies_and_the_bytes_can_come_bac
     assert!(big_dir.exists());
 
     for reply in [&big_reply, &small_reply] {
-        let r = c
-            .delete(format!("{}/v1/blobs/{}", s.url, reply.hash))
-            .send()
-            .await
-            .expect("delete");
+        let r = delete(&c, &s.url, &reply.hash).await;
         assert_eq!(r.status(), StatusCode::OK);
         let d: DeleteReply = r.json().await.expect("json");
         assert!(d.deleted && d.index > reply.index);
@@ -699,11 +703,7 @@ async fn delete_leaves_a_tombstone_removes_the_copies_and_the_bytes_can_come_bac
             assert_eq!(st, StatusCode::GONE, "{path}");
             assert!(msg.contains("deleted at log index"), "{msg}");
         }
-        let r = c
-            .delete(format!("{}/v1/blobs/{}", s.url, reply.hash))
-            .send()
-            .await
-            .expect("delete again");
+        let r = delete(&c, &s.url, &reply.hash).await;
         assert_eq!(error_of(r).await.0, StatusCode::GONE);
     }
     assert!(!big_dir.exists(), "the shards are removed");
@@ -717,11 +717,7 @@ async fn delete_leaves_a_tombstone_removes_the_copies_and_the_bytes_can_come_bac
         "the index drops inline bytes"
     );
 
-    let r = c
-        .delete(format!("{}/v1/blobs/{}", s.url, "ef".repeat(32)))
-        .send()
-        .await
-        .expect("delete unknown");
+    let r = delete(&c, &s.url, &"ef".repeat(32)).await;
     assert_eq!(error_of(r).await.0, StatusCode::NOT_FOUND);
 
     // The same bytes again: a new blob, readable.
@@ -908,11 +904,7 @@ async fn deleted_inline_bytes_are_redacted_from_every_log_with_equal_chains_and_
         !files_holding(a._dir.path(), needle).is_empty(),
         "the scan finds bytes the log holds"
     );
-    let r = c
-        .delete(format!("{}/v1/blobs/{}", a.url, first.hash))
-        .send()
-        .await
-        .expect("delete");
+    let r = delete(&c, &a.url, &first.hash).await;
     assert_eq!(r.status(), StatusCode::OK);
     until_no_file_holds(a._dir.path(), needle).await;
     assert!(!files_holding(a._dir.path(), kept_needle).is_empty());
@@ -1128,11 +1120,7 @@ async fn deleted_inline_bytes_are_redacted_from_the_archive_of_purged_entries() 
         !files_holding(&archive, needle).is_empty(),
         "the archive holds the purged entry"
     );
-    let r = c
-        .delete(format!("{}/v1/blobs/{}", s.url, reply.hash))
-        .send()
-        .await
-        .expect("delete");
+    let r = delete(&c, &s.url, &reply.hash).await;
     assert_eq!(r.status(), StatusCode::OK);
     until_no_file_holds(&archive, needle).await;
     let report = Log::open_read_only(&archive)
