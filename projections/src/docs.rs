@@ -10,6 +10,13 @@
 //! the documents changed lately stay loaded in a small cache, checked against a hash of the
 //! stored bytes before use, so a hot document is not parsed again for every change.
 //!
+//! The node that writes a change over HTTP has already applied it to the loaded document (it
+//! made the change there). It hands that document over ([`DocsProjection::offer`]) and takes
+//! it back for the next write ([`DocsProjection::take_loaded`]), so a change is applied once
+//! per write on that node, not twice. An offer is used only for exactly the change it names on
+//! exactly the stored bytes it was loaded from; any other change, or other stored bytes, takes
+//! the ordinary path.
+//!
 //! The stored bytes are a pure function of the previous bytes, the change and the appended
 //! count — compaction loads the stored bytes afresh and saves them, whatever the cache holds —
 //! so replicas and rebuilds agree byte for byte; an Automerge upgrade that changed its save
@@ -31,7 +38,7 @@
 //! | `g` ‖ device PeerId bytes | [`DeviceGrant`] (protobuf) |
 
 use crate::hot::HotCache;
-use automerge::{Automerge, Change, ReadDoc};
+use automerge::{AutoCommit, Change};
 use hearth_proto::v1::envelope::Event;
 use hearth_proto::v1::{DevicePaired, DocChanged, Envelope};
 use prost::Message;
@@ -48,6 +55,8 @@ const COUNT_TAG: u8 = b'n';
 pub const COMPACT_EVERY: u32 = 64;
 /// Documents kept loaded.
 const HOT_DOCS: usize = 256;
+/// Changed documents offered by the node's writers, waiting for their change to be applied.
+const OFFERED_DOCS: usize = 256;
 /// Length of a document id.
 pub const DOC_ID_LEN: usize = 16;
 
@@ -99,13 +108,17 @@ impl DeviceGrant {
 /// The documents table.
 pub struct DocsProjection {
     /// Documents changed lately, loaded, by id.
-    hot: HotCache<Vec<u8>, Automerge>,
+    hot: HotCache<Vec<u8>, AutoCommit>,
+    /// Documents a writer on this node already changed ([`Self::offer`]), by id, each under
+    /// [`offer_token`] of the stored bytes it was loaded from and its change.
+    offered: HotCache<Vec<u8>, AutoCommit>,
 }
 
 impl Default for DocsProjection {
     fn default() -> Self {
         DocsProjection {
             hot: HotCache::new(HOT_DOCS),
+            offered: HotCache::new(OFFERED_DOCS),
         }
     }
 }
@@ -153,6 +166,52 @@ impl DocsProjection {
     pub fn decode_grant(bytes: &[u8]) -> Option<DeviceGrant> {
         DeviceGrant::decode(bytes).ok()
     }
+
+    /// The loaded document `doc`, taken out, if the store holds exactly the bytes hashing to
+    /// `stored`. A writer changes it and gives it back with [`Self::offer`].
+    pub fn take_loaded(&self, doc: &[u8], stored: &blake3::Hash) -> Option<AutoCommit> {
+        self.hot.take(&doc.to_vec(), stored)
+    }
+
+    /// Gives back `loaded`, taken with [`Self::take_loaded`] and not changed since: it is still
+    /// what the stored bytes hashing to `stored` load as.
+    pub fn keep_loaded(&self, doc: &[u8], stored: blake3::Hash, loaded: AutoCommit) {
+        self.hot.keep(doc.to_vec(), stored, loaded);
+    }
+
+    /// Offers `after`: document `doc` as loaded from the stored bytes hashing to `stored`,
+    /// then changed by exactly one committed change whose encoded bytes are `change` (and
+    /// nothing else). When the projection applies that change to those bytes, it keeps `after`
+    /// as the loaded result instead of applying the change again; the stored bytes do not
+    /// depend on it (they are the previous bytes and the change), and `after` is the document
+    /// those bytes load as, so nothing a replica or a rebuild sees changes.
+    pub fn offer(&self, doc: &[u8], stored: &blake3::Hash, change: &[u8], after: AutoCommit) {
+        self.offered
+            .keep(doc.to_vec(), offer_token(stored, change), after);
+    }
+
+    /// The offered document for `e` on the stored bytes hashing to `stored`, and the change's
+    /// bytes, when it passes the checks that stay cheap once the change is applied: the change
+    /// decodes, is by the event's actor, and is the document's only head.
+    fn take_offered(&self, e: &DocChanged, stored: &blake3::Hash) -> Option<(AutoCommit, Vec<u8>)> {
+        let mut after = self
+            .offered
+            .take(&e.doc_id.to_vec(), &offer_token(stored, &e.change))?;
+        let change = Change::try_from(&e.change[..]).ok()?;
+        if change.actor_id().to_bytes() != &e.actor[..] || after.get_heads() != [change.hash()] {
+            return None;
+        }
+        Some((after, change.raw_bytes().to_vec()))
+    }
+}
+
+/// What an offered document is kept under: the stored bytes it was loaded from, and its change.
+fn offer_token(stored: &blake3::Hash, change: &[u8]) -> blake3::Hash {
+    let mut h = blake3::Hasher::new();
+    h.update(b"hearth.doc-offer.v1\0");
+    h.update(stored.as_bytes());
+    h.update(change);
+    h.finalize()
 }
 
 fn tagged(tag: u8, id: &[u8]) -> Vec<u8> {
@@ -184,20 +243,26 @@ impl Projection for DocsProjection {
 /// The checks of the module header, shared with the node, which runs them before proposing.
 pub fn apply_change(saved: Option<&[u8]>, actor: &[u8], change: &[u8]) -> Result<Vec<u8>, String> {
     let mut doc = match saved {
-        None => Automerge::new(),
+        None => AutoCommit::new(),
         Some(bytes) => load(bytes)?,
     };
     apply_to(&mut doc, actor, change)?;
-    Ok(doc.save())
+    Ok(save(&mut doc))
 }
 
-fn load(bytes: &[u8]) -> Result<Automerge, String> {
-    Automerge::load(bytes).map_err(|e| format!("stored document is malformed: {e}"))
+fn load(bytes: &[u8]) -> Result<AutoCommit, String> {
+    AutoCommit::load(bytes).map_err(|e| format!("stored document is malformed: {e}"))
+}
+
+/// The saved form of `doc`. (`AutoCommit::save` also drops unused actors, which `Automerge`'s
+/// does not; the stored bytes are `Automerge`'s.)
+fn save(doc: &mut AutoCommit) -> Vec<u8> {
+    doc.document().save()
 }
 
 /// Checks `change` against `doc` (see the module header) and applies it; answers the change's
 /// bytes as one chunk. On an error `doc` may be half changed: drop it.
-fn apply_to(doc: &mut Automerge, actor: &[u8], change: &[u8]) -> Result<Vec<u8>, String> {
+fn apply_to(doc: &mut AutoCommit, actor: &[u8], change: &[u8]) -> Result<Vec<u8>, String> {
     let change = Change::try_from(change).map_err(|e| format!("not an Automerge change: {e}"))?;
     if change.actor_id().to_bytes() != actor {
         return Err("the change's actor is not the event's actor".into());
@@ -239,15 +304,22 @@ impl DocsProjection {
                     .map_err(|_| "DocChanged: the stored change count is malformed".to_string())?,
             ),
         };
-        let mut doc = match &saved {
-            None => Automerge::new(),
-            Some(bytes) => match self.hot.take(&e.doc_id.to_vec(), &blake3::hash(bytes)) {
-                Some(doc) => doc,
-                None => load(bytes).map_err(|r| format!("DocChanged: {r}"))?,
-            },
+        let stored = saved.as_deref().map(blake3::hash);
+        let (mut doc, raw) = match stored.and_then(|h| self.take_offered(e, &h)) {
+            Some(done) => done,
+            None => {
+                let mut doc = match (&saved, stored) {
+                    (Some(bytes), Some(h)) => match self.hot.take(&e.doc_id.to_vec(), &h) {
+                        Some(doc) => doc,
+                        None => load(bytes).map_err(|r| format!("DocChanged: {r}"))?,
+                    },
+                    _ => AutoCommit::new(),
+                };
+                let raw = apply_to(&mut doc, &e.actor, &e.change)
+                    .map_err(|reason| format!("DocChanged: {reason}"))?;
+                (doc, raw)
+            }
         };
-        let raw = apply_to(&mut doc, &e.actor, &e.change)
-            .map_err(|reason| format!("DocChanged: {reason}"))?;
         let next = match saved {
             Some(mut bytes) if appended + 1 < COMPACT_EVERY => {
                 bytes.extend_from_slice(&raw);
@@ -257,11 +329,10 @@ impl DocsProjection {
             Some(mut bytes) => {
                 // Compact from the bytes alone, so every replica saves the same document.
                 bytes.extend_from_slice(&raw);
-                doc = load(&bytes).map_err(|r| format!("DocChanged: {r}"))?;
                 tx.delete(&count_key);
-                doc.save()
+                save(&mut load(&bytes).map_err(|r| format!("DocChanged: {r}"))?)
             }
-            None => doc.save(),
+            None => save(&mut doc),
         };
         tx.put(&key, &next);
         self.hot.keep(e.doc_id.to_vec(), blake3::hash(&next), doc);
@@ -310,7 +381,7 @@ mod tests {
     use super::*;
     use crate::mem::MemState;
     use automerge::transaction::Transactable;
-    use automerge::{ActorId, AutoCommit, ReadDoc, ROOT};
+    use automerge::{ActorId, AutoCommit, Automerge, ReadDoc, ROOT};
     use bytes::Bytes;
 
     fn ctx(index: u64) -> ApplyCtx {
@@ -439,6 +510,60 @@ mod tests {
             matches!(&out, Applied::Rejected(r) if r.contains("lacks")),
             "{out:?}"
         );
+    }
+
+    #[test]
+    fn an_offered_document_is_kept_only_for_its_change_on_its_bytes() {
+        let id = [4u8; DOC_ID_LEN];
+        let writer = ActorId::from(&[6u8; 16][..]);
+        // `p` takes offers; `q` never gets one and applies every change itself.
+        let (p, q) = (DocsProjection::default(), DocsProjection::default());
+        let (mut state, mut cold) = (MemState::new(), MemState::new());
+        let both = |state: &mut MemState, cold: &mut MemState, index, event: &Envelope| {
+            assert_eq!(state.apply(&p, &ctx(index), event), Applied::Ok);
+            assert_eq!(cold.apply(&q, &ctx(index), event), Applied::Ok);
+        };
+        let key = DocsProjection::doc_key(&id);
+        let mut a = AutoCommit::new().with_actor(writer.clone());
+        both(
+            &mut state,
+            &mut cold,
+            1,
+            &doc_event(&id, &mut edit(&mut a, "n", 0)),
+        );
+        let stored = |s: &MemState| blake3::hash(&s.get(&key).expect("stored"));
+
+        // A writer takes the loaded document, changes it and offers it: the projection keeps
+        // that very document (it carries the writer's actor; a loaded one has a random actor).
+        let mut doc = p
+            .take_loaded(&id, &stored(&state))
+            .expect("loaded after apply");
+        doc.set_actor(writer.clone());
+        let mut change = edit(&mut doc, "n", 1);
+        p.offer(&id, &stored(&state), change.raw_bytes(), doc);
+        both(&mut state, &mut cold, 2, &doc_event(&id, &mut change));
+        assert_eq!(state.get(&key), cold.get(&key), "the same bytes either way");
+        let kept = p.take_loaded(&id, &stored(&state)).expect("kept");
+        assert_eq!(kept.get_actor(), &writer);
+
+        // An offer for other bytes, or one that is not the change applied (here: the document
+        // before it), is not used: the change is applied the ordinary way.
+        let mut b = kept;
+        let mut next = edit(&mut b, "n", 2);
+        assert!(p.take_loaded(&id, &stored(&state)).is_none(), "taken above");
+        p.offer(
+            &id,
+            &blake3::hash(b"other bytes"),
+            next.raw_bytes(),
+            b.fork(),
+        );
+        let mut unchanged = load(&state.get(&key).expect("stored")).expect("load");
+        unchanged.set_actor(writer.clone());
+        p.offer(&id, &stored(&state), next.raw_bytes(), unchanged);
+        both(&mut state, &mut cold, 3, &doc_event(&id, &mut next));
+        assert_eq!(state.get(&key), cold.get(&key));
+        let mut kept = p.take_loaded(&id, &stored(&state)).expect("kept");
+        assert_eq!(kept.get_heads(), vec![next.hash()]);
     }
 
     #[test]

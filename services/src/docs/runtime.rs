@@ -4,7 +4,7 @@
 use super::DocId;
 use automerge::sync;
 use automerge::ActorId;
-use hearth_projections::hot::HotCache;
+use hearth_projections::DocsProjection;
 use moka::sync::Cache;
 use parking_lot::Mutex;
 use std::sync::Arc;
@@ -18,9 +18,6 @@ const MAX_SESSIONS: u64 = 100_000;
 /// protocol recovers from a lost state with one more round trip).
 const SESSION_IDLE: Duration = Duration::from_secs(30 * 60);
 
-/// Documents kept loaded for HTTP writes.
-const HOT_DOCS: usize = 256;
-
 /// One client's sync state for one document.
 pub type SyncSession = Arc<Mutex<sync::State>>;
 
@@ -29,15 +26,16 @@ pub struct DocRuntime {
     actor: ActorId,
     locks: Vec<tokio::sync::Mutex<()>>,
     sessions: Cache<(String, DocId), SyncSession>,
-    /// Documents written lately over HTTP, loaded (used only while the store still holds
-    /// exactly the bytes they were loaded from).
-    hot: HotCache<DocId, automerge::AutoCommit>,
+    /// The node's documents projection: HTTP writes take loaded documents from it and hand
+    /// them back changed, so a change is applied once per write.
+    projection: Arc<DocsProjection>,
 }
 
 impl DocRuntime {
     /// The runtime of the node whose PeerId bytes are `peer`: its actor is derived from them, so
     /// it survives restarts (the document then knows the actor's last sequence number).
-    pub fn new(peer: &[u8]) -> Self {
+    /// `projection` is the one the node's state machine runs.
+    pub fn new(peer: &[u8], projection: Arc<DocsProjection>) -> Self {
         let mut h = blake3::Hasher::new();
         h.update(b"hearth.doc-actor.v1\0");
         h.update(peer);
@@ -49,19 +47,32 @@ impl DocRuntime {
                 .max_capacity(MAX_SESSIONS)
                 .time_to_idle(SESSION_IDLE)
                 .build(),
-            hot: HotCache::new(HOT_DOCS),
+            projection,
         }
     }
 
-    /// The loaded document `doc` if it is the stored bytes whose hash is `stored` (taken out:
-    /// give it back with [`Self::keep`] once the store holds what it became).
-    pub fn take_hot(&self, doc: &DocId, stored: &blake3::Hash) -> Option<automerge::AutoCommit> {
-        self.hot.take(doc, stored)
+    /// The loaded document `doc` if the store holds exactly the bytes hashing to `stored`
+    /// (taken out: give it back with [`Self::keep`] or [`Self::offer`]).
+    pub fn take_loaded(&self, doc: &DocId, stored: &blake3::Hash) -> Option<automerge::AutoCommit> {
+        self.projection.take_loaded(&doc.0, stored)
     }
 
-    /// Keeps `loaded` as the document whose stored bytes hash to `stored`.
-    pub fn keep(&self, doc: DocId, stored: blake3::Hash, loaded: automerge::AutoCommit) {
-        self.hot.keep(doc, stored, loaded);
+    /// Gives back `loaded`, unchanged since it was taken or loaded from the bytes hashing to
+    /// `stored`.
+    pub fn keep(&self, doc: &DocId, stored: blake3::Hash, loaded: automerge::AutoCommit) {
+        self.projection.keep_loaded(&doc.0, stored, loaded);
+    }
+
+    /// Hands over `after`: loaded from the bytes hashing to `stored`, then changed by exactly
+    /// the change encoded as `change` (see [`DocsProjection::offer`]).
+    pub fn offer(
+        &self,
+        doc: &DocId,
+        stored: &blake3::Hash,
+        change: &[u8],
+        after: automerge::AutoCommit,
+    ) {
+        self.projection.offer(&doc.0, stored, change, after);
     }
 
     /// The actor this node's HTTP edits are made as.

@@ -147,16 +147,16 @@ impl Node {
         // The document as loaded for the last PUT, when the store still holds exactly what it
         // was (loading costs time proportional to the document's history).
         let stored = blake3::hash(&saved);
-        let mut doc = match self.inner.docs.take_hot(id, &stored) {
+        let mut doc = match self.inner.docs.take_loaded(id, &stored) {
             Some(doc) => doc,
             None => AutoCommit::load(&saved)
-                .map_err(|e| DocError::Node(format!("stored document {id} is malformed: {e}")))?
-                .with_actor(self.inner.docs.actor().clone()),
+                .map_err(|e| DocError::Node(format!("stored document {id} is malformed: {e}")))?,
         };
+        doc.set_actor(self.inner.docs.actor().clone());
         json::apply(&mut doc, value).map_err(|e| DocError::BadInput(e.to_string()))?;
         if doc.commit().is_none() {
             let heads = doc.get_heads();
-            self.inner.docs.keep(*id, stored, doc);
+            self.inner.docs.keep(id, stored, doc);
             return Ok(DocWritten {
                 id: *id,
                 heads,
@@ -167,19 +167,11 @@ impl Node {
         let change = doc
             .get_last_local_change()
             .ok_or_else(|| DocError::Node("Automerge made no change".into()))?;
-        let raw = change.raw_bytes().to_vec();
-        let index = self.commit_doc_changes(id, vec![change]).await?;
-        // The projection appended the change to the stored bytes (unless it compacted them,
-        // or something else was applied meanwhile): then the loaded document is them again.
         let heads = doc.get_heads();
-        if let Ok(Some(now)) = self.doc_saved(id) {
-            if now.len() == saved.len() + raw.len()
-                && now.starts_with(&saved)
-                && now.ends_with(&raw)
-            {
-                self.inner.docs.keep(*id, blake3::hash(&now), doc);
-            }
-        }
+        // The projection keeps this document as the result when it applies exactly this change
+        // to exactly the bytes it was loaded from, instead of applying the change again.
+        self.inner.docs.offer(id, &stored, change.raw_bytes(), doc);
+        let index = self.commit_doc_changes(id, vec![change]).await?;
         Ok(DocWritten {
             id: *id,
             heads,

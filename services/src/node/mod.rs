@@ -269,7 +269,8 @@ impl Node {
             },
         )
         .await?;
-        let sm = open_state_machine(&data, store.log())?;
+        let docs_projection = Arc::new(hearth_projections::DocsProjection::default());
+        let sm = open_state_machine(&data, store.log(), &docs_projection)?;
         data_format::record_projections(&data)?;
         let shards = crate::blobs::ShardStore::open(crate::paths::shards_dir(&data))?;
         {
@@ -395,7 +396,7 @@ impl Node {
                 seq: AtomicU64::new(now_ms() * 1000),
                 redacted_through: AtomicU64::new(0),
                 gone: parking_lot::Mutex::new(Vec::new()),
-                docs: crate::docs::DocRuntime::new(&peer_id.to_bytes()),
+                docs: crate::docs::DocRuntime::new(&peer_id.to_bytes(), docs_projection),
                 feed: event_feed::EventFeed::new(settings.events_buffer),
                 settings,
                 peer_id,
@@ -970,20 +971,22 @@ impl Node {
     }
 }
 
-/// The projections every node runs.
-fn projections() -> Vec<Arc<dyn hearth_projections::Projection>> {
+/// The projections every node runs; `docs` is shared with the node's document writers.
+fn projections(
+    docs: &Arc<hearth_projections::DocsProjection>,
+) -> Vec<Arc<dyn hearth_projections::Projection>> {
     vec![
         Arc::new(CountsProjection),
         Arc::new(BlobIndexProjection),
         Arc::new(hearth_projections::PeersProjection),
-        Arc::new(hearth_projections::DocsProjection::default()),
+        docs.clone(),
     ]
 }
 
 /// The projections every node runs, for offline readers of a node's data directory: the audit
 /// and `hearth replay` rebuild exactly these.
 pub fn node_projections() -> Vec<Arc<dyn hearth_projections::Projection>> {
-    projections()
+    projections(&Arc::default())
 }
 
 /// Opens the projection state machine. A store built by an older version, without a projection
@@ -993,9 +996,10 @@ pub fn node_projections() -> Vec<Arc<dyn hearth_projections::Projection>> {
 fn open_state_machine(
     data: &std::path::Path,
     log: &Log,
+    docs: &Arc<hearth_projections::DocsProjection>,
 ) -> Result<ProjectionStateMachine, NodeError> {
     let dir = state_dir(data);
-    match ProjectionStateMachine::open(&dir, projections()) {
+    match ProjectionStateMachine::open(&dir, projections(docs)) {
         Err(hearth_raft::StoreError::Projections(
             e @ hearth_projections::ProjectionError::NeedsRebuild { .. },
         )) if log.first_index().is_none_or(|first| first <= 1) => {
@@ -1010,7 +1014,7 @@ fn open_state_machine(
             std::fs::File::open(data)
                 .and_then(|d| d.sync_all())
                 .map_err(|e| NodeError::io(data, e))?;
-            Ok(ProjectionStateMachine::open(&dir, projections())?)
+            Ok(ProjectionStateMachine::open(&dir, projections(docs))?)
         }
         other => Ok(other?),
     }

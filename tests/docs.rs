@@ -260,7 +260,7 @@ fn automerge_js() -> PathBuf {
             .expect("npm (Node.js) is needed for the JavaScript client test");
         assert!(status.success(), "npm install {PACKAGE} failed");
     }
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/js/doc_client.mjs");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/js/doc_client.mjs");
     std::fs::copy(&script, cache.join("doc_client.mjs")).expect("copy the client script");
     cache
 }
