@@ -39,6 +39,12 @@ const READ_PIECE: u64 = 4 << 20;
 const READ_AHEAD: usize = 2;
 /// The `Hearth-After` header.
 const HEARTH_AFTER: &str = "hearth-after";
+/// An upload refused before its body is read (413, 507) has a body up to this size read and
+/// dropped first, for at most [`DRAIN_TIME`]: otherwise the answer and the connection's close
+/// can reach a client still sending, which then sees a reset instead of the answer.
+const DRAIN_MAX: u64 = 1 << 20;
+/// See [`DRAIN_MAX`].
+const DRAIN_TIME: Duration = Duration::from_secs(2);
 
 /// Answer of a blob write.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -196,7 +202,9 @@ pub(super) async fn put_blob(
             "a blob upload needs a Content-Length header",
         )
     })?;
+    let mut stream = body.into_data_stream();
     if size > node.max_blob_bytes() {
+        drain(&mut stream, size).await;
         return Err(ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
             "too_large",
@@ -211,7 +219,6 @@ pub(super) async fn put_blob(
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default()
         .to_string();
-    let mut stream = body.into_data_stream();
     let (hash, accepted) = if size <= node.inline_threshold() as u64 {
         let mut data = Vec::with_capacity(size as usize);
         while let Some(piece) = stream.next().await {
@@ -247,6 +254,7 @@ pub(super) async fn put_blob(
         let _room = match node.reserve_room(needed).map_err(internal)? {
             Ok(guard) => guard,
             Err(room) => {
+                drain(&mut stream, size).await;
                 return Err(ApiError::new(
                     StatusCode::INSUFFICIENT_STORAGE,
                     "insufficient_storage",
@@ -255,7 +263,7 @@ pub(super) async fn put_blob(
                          free above the disk reserve kept for the log and the uploads in \
                          flight; delete blobs, add space or retry later"
                     ),
-                ))
+                ));
             }
         };
         let writer = node.shards().writer(layout).map_err(internal)?;
@@ -977,4 +985,12 @@ pub(super) async fn wait_after(
         }
     }
     Ok(())
+}
+
+/// Reads and drops a refused upload's body when it is small (see [`DRAIN_MAX`]).
+async fn drain(stream: &mut axum::body::BodyDataStream, size: u64) {
+    if size <= DRAIN_MAX {
+        let all = async { while let Some(Ok(_)) = stream.next().await {} };
+        let _ = tokio::time::timeout(DRAIN_TIME, all).await;
+    }
 }
