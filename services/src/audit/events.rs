@@ -10,8 +10,8 @@
 //! checks only) and what the projections make of the events (phase 3).
 
 use super::manifest_book::{self, ManifestBook};
-use super::offline::scan_history;
-use super::progress::Tick;
+use super::offline::{not_a_raft_entry, scan_history};
+use super::progress::{Batched, Tick};
 use hearth_log::{Log, Verification};
 use hearth_proto::v1::envelope::Event;
 use hearth_proto::v1::{BlobAccepted, ManifestVerified};
@@ -26,8 +26,6 @@ use std::time::Instant;
 pub const MAX_LISTED: usize = 100;
 /// Signature checks per chunk handed to a worker.
 const CHUNK: usize = 64;
-/// Entries between two progress ticks.
-const TICK_EVERY: u64 = 4096;
 
 /// Kind name of a raft blank entry, as `hearth log dump` prints it.
 pub const KIND_RAFT_BLANK: &str = "RaftBlank";
@@ -159,17 +157,13 @@ fn read_all(
 ) -> anyhow::Result<()> {
     let mut book = ManifestBook::new();
     let mut chunk: Vec<Job> = Vec::with_capacity(CHUNK);
-    let mut unticked = 0;
+    let mut ticks = Batched::new(tick);
     let mut failed: Option<anyhow::Error> = None;
     scan_history(logs, through, Verification::Crc, |rec| {
         let entry = match hearth_raft::codec::decode_record(&rec) {
             Ok(entry) => entry,
             Err(e) => {
-                failed = Some(anyhow::Error::new(e).context(format!(
-                    "entry {} of the log is not a raft entry (the node could not have applied \
-                     it)",
-                    rec.index
-                )));
+                failed = Some(not_a_raft_entry(rec.index, e));
                 return Ok(false);
             }
         };
@@ -229,15 +223,11 @@ fn read_all(
                 }
             }
         }
-        unticked += 1;
-        if unticked == TICK_EVERY {
-            tick(unticked);
-            unticked = 0;
-        }
+        ticks.one();
         Ok(true)
     })?;
 
-    tick(unticked);
+    ticks.finish();
     if let Some(e) = failed {
         return Err(e);
     }

@@ -118,6 +118,16 @@ pub fn archive_links(archive: Option<&Log>, log: &Log) -> bool {
     }
 }
 
+/// The error for log entry `index`, which does not decode as a raft entry (`e` says why).
+pub fn not_a_raft_entry(
+    index: u64,
+    e: impl std::error::Error + Send + Sync + 'static,
+) -> anyhow::Error {
+    anyhow::Error::new(e).context(format!(
+        "entry {index} of the log is not a raft entry (the node could not have applied it)"
+    ))
+}
+
 /// Calls `f` on every entry of `logs` through `through`, checked at `level`, reading them one
 /// after the other as one history (an archive of purged entries, then the live log): each from
 /// after the previous one's last entry, since an archive may still share entries with the live

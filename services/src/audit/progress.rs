@@ -8,6 +8,37 @@ use std::io::IsTerminal;
 /// Called with the number of items done since the last call; callable from any thread.
 pub type Tick<'a> = &'a (dyn Fn(u64) + Sync);
 
+/// Items between two calls of a [`Batched`] tick.
+pub const TICK_EVERY: u64 = 4096;
+
+/// Counts items one at a time and calls its [`Tick`] once per [`TICK_EVERY`] of them, so a
+/// scan does not touch the bar for every entry; [`Batched::finish`] reports the rest.
+pub struct Batched<'a> {
+    tick: Tick<'a>,
+    pending: u64,
+}
+
+impl<'a> Batched<'a> {
+    /// Nothing counted yet.
+    pub fn new(tick: Tick<'a>) -> Self {
+        Batched { tick, pending: 0 }
+    }
+
+    /// One more item done.
+    pub fn one(&mut self) {
+        self.pending += 1;
+        if self.pending == TICK_EVERY {
+            (self.tick)(self.pending);
+            self.pending = 0;
+        }
+    }
+
+    /// Reports the items not reported yet.
+    pub fn finish(self) {
+        (self.tick)(self.pending);
+    }
+}
+
 /// Progress bars for the phases of a long command.
 #[derive(Debug, Clone, Copy)]
 pub struct Progress {

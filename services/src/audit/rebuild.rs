@@ -10,7 +10,7 @@
 //! Not here: where the rebuilt store goes afterwards (the audit compares and drops it, replay
 //! keeps it) and checking the chain (the caller picks the [`Verification`] level).
 
-use super::offline::scan_history;
+use super::offline::{not_a_raft_entry, scan_history};
 use super::progress::Tick;
 use anyhow::Context as _;
 use hearth_log::{Log, LogPosition, Verification};
@@ -134,11 +134,7 @@ fn read(
         let entry = match hearth_raft::committed_entry_of_record(&rec) {
             Ok(entry) => entry,
             Err(e) => {
-                failed = Some(anyhow::Error::new(e).context(format!(
-                    "entry {} of the log is not a raft entry (the node could not have applied \
-                     it)",
-                    rec.index
-                )));
+                failed = Some(not_a_raft_entry(rec.index, e));
                 return Ok(false);
             }
         };

@@ -8,12 +8,9 @@
 //!
 //! Not here: what the payloads mean (phases 2 and 3 decode them).
 
-use super::progress::Tick;
+use super::progress::{Batched, Tick};
 use hearth_log::{Log, LogError, LogPosition, Verification};
 use std::time::Instant;
-
-/// Entries between two progress ticks.
-const TICK_EVERY: u64 = 4096;
 
 /// What phase 1 checked.
 #[derive(Debug, Clone, Default)]
@@ -121,7 +118,7 @@ fn verify_part(
     tick: Tick<'_>,
 ) -> Result<Part, LogError> {
     let mut part = Part::default();
-    let mut unticked = 0;
+    let mut ticks = Batched::new(tick);
     log.scan_with(lo..=hi, level, |rec| {
         let pos = LogPosition {
             index: rec.index,
@@ -133,13 +130,9 @@ fn verify_part(
         part.entries += 1;
         part.redacted += u64::from(rec.redacted);
         part.payload_bytes += rec.payload.len() as u64;
-        unticked += 1;
-        if unticked == TICK_EVERY {
-            tick(unticked);
-            unticked = 0;
-        }
+        ticks.one();
         Ok(true)
     })?;
-    tick(unticked);
+    ticks.finish();
     Ok(part)
 }

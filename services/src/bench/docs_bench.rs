@@ -114,6 +114,7 @@ async fn put(
 /// Runs the benchmark and prints the report.
 pub fn run_docs(args: &BenchDocsArgs, out: &mut dyn Write) -> anyhow::Result<()> {
     anyhow::ensure!(args.clients >= 1, "--clients must be at least 1");
+    let docs_per_client = args.docs_per_client.max(1);
     let verbose = std::io::stderr().is_terminal();
     let scratch = super::scratch_dir(args.dir.as_deref(), "hearth-bench-docs-")?;
     say(verbose, "measuring the disk (4 KiB write + fdatasync)");
@@ -134,7 +135,7 @@ pub fn run_docs(args: &BenchDocsArgs, out: &mut dyn Write) -> anyhow::Result<()>
         let mut ids = Vec::new();
         for i in 0..args.clients {
             let mut mine = Vec::new();
-            for _ in 0..args.docs_per_client.max(1) {
+            for _ in 0..docs_per_client {
                 mine.push(create(&c, &url, json!({"client": i, "n": 0, "note": ""})).await?);
             }
             ids.push(mine);
@@ -221,9 +222,8 @@ pub fn run_docs(args: &BenchDocsArgs, out: &mut dyn Write) -> anyhow::Result<()>
         anyhow::Ok(DocsReport {
             fdatasync_iops: baseline.fdatasync_iops,
             clients: args.clients,
-            docs_per_client: args.docs_per_client.max(1),
-            changes_per_doc: hist.len() as f64
-                / (args.clients * args.docs_per_client.max(1)) as f64,
+            docs_per_client,
+            changes_per_doc: hist.len() as f64 / (args.clients * docs_per_client) as f64,
             changes_per_s,
             ratio_to_fdatasync: changes_per_s / baseline.fdatasync_iops.max(1.0),
             put_p50_ms: hist.value_at_quantile(0.5) as f64 / 1000.0,

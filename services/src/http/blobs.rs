@@ -39,9 +39,10 @@ const READ_PIECE: u64 = 4 << 20;
 const READ_AHEAD: usize = 2;
 /// The `Hearth-After` header.
 const HEARTH_AFTER: &str = "hearth-after";
-/// An upload refused before its body is read (413, 507) has a body up to this size read and
-/// dropped first, for at most [`DRAIN_TIME`]: otherwise the answer and the connection's close
-/// can reach a client still sending, which then sees a reset instead of the answer.
+/// An upload refused before its body is all read (401, 400, 503, 411, 413, 507, …) has up to
+/// this much more of its body read and dropped first, for at most [`DRAIN_TIME`]: otherwise
+/// the answer and the connection's close can reach a client still sending, which then sees a
+/// reset instead of the answer.
 const DRAIN_MAX: u64 = 1 << 20;
 /// See [`DRAIN_MAX`].
 const DRAIN_TIME: Duration = Duration::from_secs(2);
@@ -184,6 +185,25 @@ pub(super) async fn put_blob(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
+    // The exact length from Content-Length (or 0 for a request without a body); unknown for a
+    // chunked upload.
+    let size = HttpBody::size_hint(&body).exact();
+    let mut stream = body.into_data_stream();
+    let answer = store_upload(node, query, headers, size, &mut stream).await;
+    if answer.is_err() {
+        drain(&mut stream).await;
+    }
+    answer
+}
+
+/// [`put_blob`] on the body's stream, which it reads as far as it gets.
+async fn store_upload(
+    node: Node,
+    query: PutQuery,
+    headers: HeaderMap,
+    size: Option<u64>,
+    stream: &mut axum::body::BodyDataStream,
+) -> Result<Response, ApiError> {
     check_writer(&node, &headers)?;
     let (wait, timeout) = parse_wait(&query)?;
     let Some(_slot) = node.try_blob_put() else {
@@ -193,18 +213,14 @@ pub(super) async fn put_blob(
             "too many blob uploads in flight; retry shortly",
         ));
     };
-    // The exact length from Content-Length (or 0 for a request without a body); unknown for a
-    // chunked upload.
-    let size: u64 = HttpBody::size_hint(&body).exact().ok_or_else(|| {
+    let size: u64 = size.ok_or_else(|| {
         ApiError::new(
             StatusCode::LENGTH_REQUIRED,
             "length_required",
             "a blob upload needs a Content-Length header",
         )
     })?;
-    let mut stream = body.into_data_stream();
     if size > node.max_blob_bytes() {
-        drain(&mut stream, size).await;
         return Err(ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
             "too_large",
@@ -254,7 +270,6 @@ pub(super) async fn put_blob(
         let _room = match node.reserve_room(needed).map_err(internal)? {
             Ok(guard) => guard,
             Err(room) => {
-                drain(&mut stream, size).await;
                 return Err(ApiError::new(
                     StatusCode::INSUFFICIENT_STORAGE,
                     "insufficient_storage",
@@ -267,7 +282,7 @@ pub(super) async fn put_blob(
             }
         };
         let writer = node.shards().writer(layout).map_err(internal)?;
-        let written = write_shards(&node, writer, &mut stream).await?;
+        let written = write_shards(&node, writer, stream).await?;
         if let Some(existing) = live(node.blob(&written.hash).map_err(internal)?) {
             if written.fresh && existing_layout(&existing) != Some(layout) {
                 let shards = node.shards().clone();
@@ -987,10 +1002,16 @@ pub(super) async fn wait_after(
     Ok(())
 }
 
-/// Reads and drops a refused upload's body when it is small (see [`DRAIN_MAX`]).
-async fn drain(stream: &mut axum::body::BodyDataStream, size: u64) {
-    if size <= DRAIN_MAX {
-        let all = async { while let Some(Ok(_)) = stream.next().await {} };
-        let _ = tokio::time::timeout(DRAIN_TIME, all).await;
-    }
+/// Reads and drops up to [`DRAIN_MAX`] more bytes of a refused upload's body.
+async fn drain(stream: &mut axum::body::BodyDataStream) {
+    let rest = async {
+        let mut read = 0u64;
+        while read <= DRAIN_MAX {
+            match stream.next().await {
+                Some(Ok(piece)) => read += piece.len() as u64,
+                _ => break,
+            }
+        }
+    };
+    let _ = tokio::time::timeout(DRAIN_TIME, rest).await;
 }
