@@ -13,11 +13,14 @@
 //!   --kind` names them (`BlobAccepted`, `RaftBlank`, …).
 //! * `follow=false` ends the stream once it has sent what was applied when it was asked.
 //! * A slow consumer never slows writers: live entries come from a bounded broadcast
-//!   (`--events-buffer` entries). A consumer that falls further behind than that is dropped
-//!   with a last event `event: lagged`, `data: {"resume_from": N}`, `id: N-1` (so an
-//!   `EventSource` reconnecting with that `Last-Event-ID` resumes at N) and nothing is lost:
-//!   resuming reads the log. While a consumer is still catching up from the log it is never
-//!   dropped — it reads on from the log.
+//!   (`--events-buffer` entries). A consumer that has reached the head once and then falls
+//!   further behind it than that — more than the buffer's entries published and not yet
+//!   sent, whether they would come from the buffer or the log — is dropped with a last event
+//!   `event: lagged`, `data: {"resume_from": N}`, `id: N-1` (so an `EventSource` reconnecting
+//!   with that `Last-Event-ID` resumes at N) and nothing is lost: resuming reads the log.
+//!   Until it first reaches the head (catching up on history) a consumer is never dropped —
+//!   it reads on from the log. The rule depends only on how far behind the consumer is when
+//!   it asks for more, never on which path the entries would have taken.
 //! * Errors before the stream starts are JSON 4xx (bad `from`, bad `Last-Event-ID`, 410 when
 //!   the entries asked for were purged from this node's log); a failure mid-stream ends it
 //!   with `event: error`.
@@ -143,7 +146,7 @@ struct Consumer {
     /// `follow=false`: the last index to send.
     head: Option<u64>,
     pending: VecDeque<Event>,
-    /// Whether the last entry taken came from the live buffer (a lag then drops the stream).
+    /// Whether it has reached the head since it subscribed (falling behind then drops it).
     live: bool,
     done: bool,
 }
@@ -167,6 +170,10 @@ impl Consumer {
             // Not following: up to the head fixed at the request, all from the log.
             let limit = self.head.unwrap_or_else(|| self.feed.published());
             if self.next.0 <= limit {
+                if self.live && limit - self.next.0 >= self.feed.capacity() {
+                    self.lagged();
+                    continue;
+                }
                 self.catch_up(limit).await;
                 continue;
             }
@@ -174,35 +181,35 @@ impl Consumer {
                 self.done = true;
                 continue;
             }
+            self.live = true;
             match self.rx.recv().await {
                 // Older than the cursor: already sent from the log. Newer: a gap the loop
                 // fills from the log (`published` is already past it).
                 Ok(entry) if entry.index != self.next.0 => {}
-                Ok(entry) => {
-                    self.live = true;
-                    self.take(&entry);
-                }
-                Err(RecvError::Lagged(_)) if !self.live => self.rx = self.rx.resubscribe(),
-                Err(RecvError::Lagged(_)) => {
-                    metrics::counter!(EVENT_STREAM_LAGGED).increment(1);
-                    let resume = self.next.0;
-                    let data = serde_json::json!({ "resume_from": resume }).to_string();
-                    self.pending.push_back(
-                        Event::default()
-                            .event("lagged")
-                            .id(resume.saturating_sub(1).to_string())
-                            .data(data),
-                    );
-                    self.done = true;
-                }
+                Ok(entry) => self.take(&entry),
+                // More than the buffer published since it last looked: behind by that much.
+                Err(RecvError::Lagged(_)) => self.lagged(),
                 Err(RecvError::Closed) => self.done = true,
             }
         }
     }
 
+    /// Ends the stream with `event: lagged` and the resume point.
+    fn lagged(&mut self) {
+        metrics::counter!(EVENT_STREAM_LAGGED).increment(1);
+        let resume = self.next.0;
+        let data = serde_json::json!({ "resume_from": resume }).to_string();
+        self.pending.push_back(
+            Event::default()
+                .event("lagged")
+                .id(resume.saturating_sub(1).to_string())
+                .data(data),
+        );
+        self.done = true;
+    }
+
     /// Sends the next chunk up to `limit` from the log.
     async fn catch_up(&mut self, limit: u64) {
-        self.live = false;
         // What queued meanwhile is read from the log instead; start afresh at the tail.
         self.rx = self.rx.resubscribe();
         let from = self.next.0;

@@ -5,8 +5,8 @@
 //! the JSON `hearth log dump --json` prints plus the dump's text line under `"text"` — and
 //! publishes each entry on a bounded [`tokio::sync::broadcast`] channel — while someone is
 //! subscribed; with nobody listening it only moves its published mark. Publishing never
-//! waits: a consumer that falls more than the buffer behind finds out when it next reads
-//! (`Lagged`), and the HTTP layer then drops it with its resume point. Nothing here is on the
+//! waits: a consumer that has reached the head and then falls more than the buffer behind it
+//! finds out when it next reads, and the HTTP layer then drops it with its resume point. Nothing here is on the
 //! apply path — raft applies, and only then does this task read what was applied.
 //!
 //! [`EventFeed::published`] is stored *before* an entry is sent, so a consumer that
@@ -70,17 +70,27 @@ pub struct EventFeed {
     /// Held while subscribing and while the feed decides that nobody listens, so a consumer
     /// either is counted or sees the skip in [`EventFeed::published`].
     gate: Arc<std::sync::Mutex<()>>,
+    /// How many entries the buffer holds: how far a live consumer may fall behind.
+    capacity: u64,
 }
 
 impl EventFeed {
     /// A feed whose buffer holds `capacity` entries (at least 1).
     pub fn new(capacity: usize) -> Self {
-        let (tx, _) = broadcast::channel(capacity.max(1));
+        let capacity = capacity.max(1);
+        let (tx, _) = broadcast::channel(capacity);
         EventFeed {
             tx,
             published: Arc::default(),
             gate: Arc::default(),
+            capacity: capacity as u64,
         }
+    }
+
+    /// How many entries the buffer holds: a consumer that has reached the head and then falls
+    /// further behind it than this is dropped.
+    pub fn capacity(&self) -> u64 {
+        self.capacity
     }
 
     /// A receiver of every entry published from now on.
