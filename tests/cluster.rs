@@ -325,7 +325,95 @@ async fn a_node_added_after_a_purge_catches_up_by_snapshot() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+
+    // Without the archive of entries, the founder audits from its newest signed snapshot the
+    // log continues; a forged one is exit code 3, naming the file.
+    let n0 = dir.path().join("n0");
+    std::fs::rename(n0.join("archive/log"), dir.path().join("n0-archive-log")).expect("move");
+    let (code, report) = audit_json(&n0, None);
+    assert_eq!(code, Some(0), "{report}");
+    let projections = &report["projections"];
+    let base = &projections["base_snapshot"];
+    assert_eq!(
+        base["signer"].as_str(),
+        Some(peer_id_of(&n0).as_str()),
+        "{projections}"
+    );
+    assert!(base["problem"].is_null(), "{projections}");
+    assert!(
+        base["index"].as_u64() >= report["log"]["purged_through"].as_u64(),
+        "{report}"
+    );
+    assert_eq!(projections["mismatches"], 0, "{projections}");
+    assert_eq!(
+        projections["rebuilt_applied"], projections["live_applied"],
+        "{projections}"
+    );
+    let signed = std::path::PathBuf::from(base["file"].as_str().expect("file"));
+    let good = std::fs::read(&signed).expect("read");
+    let mut forged: serde_json::Value = serde_json::from_slice(&good).expect("json");
+    forged["last_term"] = (forged["last_term"].as_u64().expect("term") + 1).into();
+    std::fs::write(&signed, forged.to_string()).expect("write");
+    let (code, report) = audit_json(&n0, None);
+    assert_eq!(code, Some(3), "{report}");
+    let findings = report["findings"].to_string();
+    assert!(
+        findings.contains("bad signature") && findings.contains(base["file"].as_str().unwrap()),
+        "{findings}"
+    );
+    std::fs::write(&signed, &good).expect("restore");
+    // Named explicitly, it is the one used.
+    let (code, report) = audit_json(&n0, Some(&signed));
+    assert_eq!(code, Some(0), "{report}");
+    assert_eq!(report["projections"]["base_snapshot"]["file"], base["file"]);
+
+    // The node that joined by snapshot has no entries before it anywhere: it audits from the
+    // snapshot it installed, which it archived signed.
+    let mut second = second;
+    let status = common::sigterm_and_wait(&mut second.child);
+    assert!(status.success(), "{status:?}");
+    let n1 = dir.path().join("n1");
+    let (code, report) = audit_json(&n1, None);
+    assert_eq!(code, Some(0), "{report}");
+    let base = &report["projections"]["base_snapshot"];
+    assert_eq!(
+        base["signer"].as_str(),
+        Some(peer_id_of(&n1).as_str()),
+        "{report}"
+    );
     drop((first, second));
+}
+
+/// `hearth audit --json --data-dir DIR [--snapshot SIGNED]`: its exit code and report.
+fn audit_json(
+    data_dir: &std::path::Path,
+    snapshot: Option<&std::path::Path>,
+) -> (Option<i32>, serde_json::Value) {
+    let mut cmd = common::hearth();
+    cmd.args(["audit", "--json", "--data-dir"]).arg(data_dir);
+    if let Some(signed) = snapshot {
+        cmd.arg("--snapshot").arg(signed);
+    }
+    let out = cmd.output().expect("audit");
+    let report = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "audit JSON ({e}): {} {}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    (out.status.code(), report)
+}
+
+/// The PeerId of the node whose data directory is `data_dir` (`hearth id`).
+fn peer_id_of(data_dir: &std::path::Path) -> String {
+    let out = common::hearth()
+        .args(["id", "--data-dir"])
+        .arg(data_dir)
+        .output()
+        .expect("hearth id");
+    assert!(out.status.success());
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
 async fn net_for(keypair: &libp2p::identity::Keypair, cluster_id: [u8; 16]) -> NetHandle {

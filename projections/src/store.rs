@@ -269,17 +269,25 @@ impl ProjectionStore {
             });
         }
         let store = Self::open(path, projections)?;
+        store.apply_all(entries)?;
+        Ok(store)
+    }
+
+    /// Applies `entries` (in log order, continuing from [`applied`](Self::applied)) in
+    /// batches, as [`rebuild`](Self::rebuild) does, and flushes: how a snapshot's state is
+    /// brought forward by the log after it.
+    pub fn apply_all(&self, entries: impl IntoIterator<Item = CommittedEntry>) -> Result<()> {
         let mut chunk = Vec::with_capacity(REBUILD_BATCH);
         for entry in entries {
             chunk.push(entry);
             if chunk.len() == REBUILD_BATCH {
-                store.apply_batch(&chunk)?;
+                self.apply_batch(&chunk)?;
                 chunk.clear();
             }
         }
-        store.apply_batch(&chunk)?;
-        store.flush()?;
-        Ok(store)
+        self.apply_batch(&chunk)?;
+        self.flush()?;
+        Ok(())
     }
 
     /// Applies committed entries in log order; returns one [`Outcome`] per entry.

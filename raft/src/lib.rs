@@ -49,7 +49,7 @@ pub use error::{CodecError, Result, SnapshotError, StoreError};
 pub use log_store::{HearthLogStore, StoreOptions};
 pub use mem_sm::{MemState, MemStateMachine};
 pub use projection_sm::{
-    committed_entry, committed_entry_of_record, ChainHeadSource, InstallHook,
+    committed_entry, committed_entry_of_record, ChainHeadSource, CurrentHook, InstallHook,
     ProjectionStateMachine,
 };
 pub use snapshot::SnapshotInfo;

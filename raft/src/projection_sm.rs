@@ -141,6 +141,10 @@ pub type ChainHeadSource = Arc<dyn Fn(u64) -> Option<[u8; 32]> + Send + Sync>;
 /// Called with the metadata of every snapshot installed, before `install_snapshot` returns (see
 /// [`ProjectionStateMachine::set_on_install`]).
 pub type InstallHook = Arc<dyn Fn(&SnapshotInfo) + Send + Sync>;
+/// Called with every snapshot that becomes current — built here or installed from the leader —
+/// and its whole stream, on a blocking thread with no lock held (see
+/// [`ProjectionStateMachine::set_on_current`]).
+pub type CurrentHook = Arc<dyn Fn(&SnapshotInfo, &[u8]) + Send + Sync>;
 
 /// `raft-sm.meta`: what openraft needs beyond the store's `(index, term)`. See the module docs.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -400,6 +404,7 @@ fn derive(
 struct Hooks {
     chain_head: Option<ChainHeadSource>,
     on_install: Option<InstallHook>,
+    on_current: Option<CurrentHook>,
 }
 
 struct Shared {
@@ -521,9 +526,10 @@ impl Shared {
         };
         let bytes = pack_dir(&checkpoint, &info)?;
 
-        {
+        let current = {
             let _publish = self.snapshots.lock();
-            if self.generation.load(Ordering::SeqCst) == generation {
+            let current = self.generation.load(Ordering::SeqCst) == generation;
+            if current {
                 write_atomic(&self.state_dir().join(CURRENT_SNAPSHOT), &bytes)?;
             } else {
                 tracing::info!(
@@ -531,11 +537,23 @@ impl Shared {
                     "a snapshot was installed while this one was built: not made current"
                 );
             }
+            current
+        };
+        if current {
+            self.made_current(&info, &bytes);
         }
         Ok(Snapshot {
             meta: info.meta(),
             snapshot: Box::new(Cursor::new(bytes)),
         })
+    }
+
+    /// Runs the [`CurrentHook`], if any, on a snapshot just made current.
+    fn made_current(&self, info: &SnapshotInfo, bytes: &[u8]) {
+        let hook = self.hooks.read().on_current.clone();
+        if let Some(hook) = hook {
+            hook(info, bytes);
+        }
     }
 
     /// The current snapshot, if one was built or installed.
@@ -870,6 +888,15 @@ impl ProjectionStateMachine {
         self.shared.hooks.write().on_install = hook;
     }
 
+    /// Sets a function called with every snapshot that becomes current (built, or installed
+    /// from the leader) and its stream: the node archives them, signed, when it purges its log.
+    /// It runs on the blocking thread that built or installed the snapshot, after the snapshot
+    /// is current and before openraft hears of it (so before any purge it allows); it cannot
+    /// fail the snapshot — it reports its own failures.
+    pub fn set_on_current(&self, hook: Option<CurrentHook>) {
+        self.shared.hooks.write().on_current = hook;
+    }
+
     /// Runs `f` on the projection store (reads: `get`, `scan_prefix`, `digests`, …) without
     /// waiting for applies: each RocksDB write of an apply is atomic, so a read sees the state
     /// before or after it, and a multi-key view (`digests`, an iterator) is consistent within
@@ -974,14 +1001,18 @@ impl RaftStateMachine<TypeConfig> for ProjectionStateMachine {
         let shared = Arc::clone(&self.shared);
         let owned = meta.clone();
         let bytes = snapshot.into_inner();
-        let info = blocking(move || shared.install(&owned, &bytes))
-            .await
-            .map_err(|e| {
-                e.into_storage(
-                    ErrorSubject::Snapshot(Some(meta.signature())),
-                    ErrorVerb::Write,
-                )
-            })?;
+        let info = blocking(move || {
+            let info = shared.install(&owned, &bytes)?;
+            shared.made_current(&info, &bytes);
+            Ok(info)
+        })
+        .await
+        .map_err(|e| {
+            e.into_storage(
+                ErrorSubject::Snapshot(Some(meta.signature())),
+                ErrorVerb::Write,
+            )
+        })?;
         let hook = self.shared.hooks.read().on_install.clone();
         if let Some(hook) = hook {
             hook(&info);

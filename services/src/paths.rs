@@ -19,11 +19,16 @@ pub fn projection_store_dir(data_dir: &Path) -> PathBuf {
     hearth_raft::projection_sm::store_dir(&state_dir(data_dir))
 }
 
-/// The node's shard files: `DATA_DIR/shards`.
 /// Where purged log entries are archived (with `--retention purge`), unless `--archive-dir`
 /// says otherwise: `DATA_DIR/archive/log`, a `hearth-log` directory of its own.
 pub fn archive_dir(data_dir: &Path) -> PathBuf {
     data_dir.join("archive").join("log")
+}
+
+/// Where a node that purges its log keeps its signed snapshots (see
+/// `crate::audit::signed_snapshot`): `DATA_DIR/archive/snapshots`.
+pub fn snapshot_archive_dir(data_dir: &Path) -> PathBuf {
+    data_dir.join("archive").join("snapshots")
 }
 
 /// The node's shard store: `DATA_DIR/shards`.

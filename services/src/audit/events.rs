@@ -159,7 +159,7 @@ fn read_all(
     let mut chunk: Vec<Job> = Vec::with_capacity(CHUNK);
     let mut ticks = Batched::new(tick);
     let mut failed: Option<anyhow::Error> = None;
-    scan_history(logs, through, Verification::Crc, |rec| {
+    scan_history(logs, 0, through, Verification::Crc, |rec| {
         let entry = match hearth_raft::codec::decode_record(&rec) {
             Ok(entry) => entry,
             Err(e) => {

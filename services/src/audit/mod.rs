@@ -10,6 +10,9 @@
 //! → AuditReport (text or JSON) and its exit code
 //! ```
 //!
+//! When the log was purged and no archive of entries reaches back, phase 3 starts from a
+//! signed snapshot the node archived ([`signed_snapshot`]), checked before it is used.
+//!
 //! Replay is phase 3 alone, up to an index or a log time, into a directory laid out like a
 //! node's so the read-only CLI can query it.
 //!
@@ -30,6 +33,7 @@ pub mod progress;
 pub mod rebuild;
 pub mod replay;
 pub mod report;
+pub mod signed_snapshot;
 pub mod verify;
 
 pub use auditor::{audit, AuditOptions};

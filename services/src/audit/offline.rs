@@ -128,17 +128,19 @@ pub fn not_a_raft_entry(
     ))
 }
 
-/// Calls `f` on every entry of `logs` through `through`, checked at `level`, reading them one
-/// after the other as one history (an archive of purged entries, then the live log): each from
-/// after the previous one's last entry, since an archive may still share entries with the live
-/// log when a purge was skipped. `f` returning `false` stops the whole scan.
+/// Calls `f` on every entry of `logs` from `start` through `through`, checked at `level`,
+/// reading them one after the other as one history (an archive of purged entries, then the
+/// live log): each from after the previous one's last entry, since an archive may still share
+/// entries with the live log when a purge was skipped. `f` returning `false` stops the whole
+/// scan.
 pub fn scan_history(
     logs: &[&Log],
+    start: u64,
     through: u64,
     level: hearth_log::Verification,
     mut f: impl FnMut(hearth_log::Record) -> hearth_log::Result<bool>,
 ) -> anyhow::Result<()> {
-    let mut from = 0u64;
+    let mut from = start;
     for &log in logs {
         let next = log.last().map_or(from, |l| l.index + 1).max(from);
         let mut go_on = true;

@@ -166,6 +166,7 @@ pub fn audit_checkpoint(
         threads,
         scratch_parent: Some(scratch_parent.to_path_buf()),
         archive: None,
+        snapshot: None,
     };
     audit_store(
         log,

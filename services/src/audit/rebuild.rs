@@ -1,5 +1,6 @@
 //! Audit phase 3 and `hearth replay`: [`rebuild`] folds the log from its first entry into a
-//! fresh projection store, up to a point ([`Until`]).
+//! fresh projection store, up to a point ([`Until`]); [`rebuild_onto`] folds it into a signed
+//! snapshot's state from the entry after it.
 //!
 //! Two threads: a reader scans the log and maps each record to the runtime's
 //! [`CommittedEntry`] exactly as the raft state machine does
@@ -87,6 +88,43 @@ pub fn rebuild_from(
     level: Verification,
     tick: Tick<'_>,
 ) -> anyhow::Result<Rebuilt> {
+    fold(logs, 0, 0, until, level, tick, |entries| {
+        ProjectionStore::rebuild(dir, projections, entries)
+            .with_context(|| format!("rebuild the projections in {}", dir.display()))
+    })
+}
+
+/// Like [`rebuild_from`], onto `store` — a snapshot's state — instead of an empty store: the
+/// entries of `logs` after the index it has applied are folded into it, up to `until`.
+pub fn rebuild_onto(
+    logs: &[&Log],
+    store: ProjectionStore,
+    until: Until,
+    level: Verification,
+    tick: Tick<'_>,
+) -> anyhow::Result<Rebuilt> {
+    let from = store.applied().map_or(0, |(index, _)| index + 1);
+    let log_time = store.log_time_ms();
+    let path = store.path().to_path_buf();
+    fold(logs, from, log_time, until, level, tick, move |entries| {
+        store
+            .apply_all(entries)
+            .with_context(|| format!("fold the log into {}", path.display()))?;
+        Ok(store)
+    })
+}
+
+/// Reads `logs` from index `from` on a reader thread (log time so far `log_time_ms`) and
+/// hands their entries to `apply` on this one.
+fn fold(
+    logs: &[&Log],
+    from: u64,
+    log_time_ms: u64,
+    until: Until,
+    level: Verification,
+    tick: Tick<'_>,
+    apply: impl FnOnce(&mut dyn Iterator<Item = CommittedEntry>) -> anyhow::Result<ProjectionStore>,
+) -> anyhow::Result<Rebuilt> {
     let start = Instant::now();
     let hi = match until {
         Until::Index(i) => i,
@@ -94,13 +132,13 @@ pub fn rebuild_from(
     };
     let (tx, rx) = sync_channel::<Vec<CommittedEntry>>(QUEUE);
     let (store, read) = std::thread::scope(|s| {
-        let reader = s.spawn(move || read(logs, hi, until, level, tx));
-        let entries = rx.into_iter().flat_map(|chunk| {
+        let reader = s.spawn(move || read(logs, from, log_time_ms, hi, until, level, tx));
+        let mut entries = rx.into_iter().flat_map(|chunk| {
             tick(chunk.len() as u64);
             chunk
         });
-        let store = ProjectionStore::rebuild(dir, projections, entries)
-            .with_context(|| format!("rebuild the projections in {}", dir.display()));
+        let store = apply(&mut entries);
+        drop(entries);
         // The receiver is gone now: a reader still sending stops.
         let read = reader
             .join()
@@ -121,16 +159,21 @@ pub fn rebuild_from(
 
 fn read(
     logs: &[&Log],
+    from: u64,
+    log_time_ms: u64,
     hi: u64,
     until: Until,
     level: Verification,
     tx: std::sync::mpsc::SyncSender<Vec<CommittedEntry>>,
 ) -> anyhow::Result<ReadOut> {
-    let mut out = ReadOut::default();
+    let mut out = ReadOut {
+        log_time_ms,
+        ..ReadOut::default()
+    };
     let mut chunk = Vec::with_capacity(CHUNK);
     let mut failed: Option<anyhow::Error> = None;
     let mut stopped = false;
-    scan_history(logs, hi, level, |rec| {
+    scan_history(logs, from, hi, level, |rec| {
         let entry = match hearth_raft::committed_entry_of_record(&rec) {
             Ok(entry) => entry,
             Err(e) => {

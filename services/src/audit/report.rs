@@ -100,6 +100,28 @@ pub struct ProjectionSummary {
     pub mismatches: u64,
     /// Why the rebuild did not run or cannot match, if so.
     pub note: Option<String>,
+    /// The signed snapshot the rebuild started from, when it did not start at the first entry.
+    pub base_snapshot: Option<BaseSnapshot>,
+}
+
+/// A signed snapshot the rebuild started from (see `crate::audit::signed_snapshot`).
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct BaseSnapshot {
+    /// Its signed file.
+    pub file: String,
+    /// The last index it includes (once its signature checked).
+    pub index: Option<u64>,
+    /// Its term.
+    pub term: Option<u64>,
+    /// The log's chain hash through that index, as signed (hex).
+    pub chain: Option<String>,
+    /// The member that signed it (PeerId).
+    pub signer: Option<String>,
+    /// Why it could not be used, if so.
+    pub problem: Option<String>,
+    /// Whether the problem is a forgery or damage (a bad signature, or a stream or state other
+    /// than the signed one): exit code 3, as for a bad `ManifestVerified` signature.
+    pub forged: bool,
 }
 
 /// Timing of one phase.
@@ -186,6 +208,16 @@ impl AuditReport {
             codes.push(EXIT_BAD_SIGNATURE);
         }
         let p = &self.projections;
+        if let Some(b) = &p.base_snapshot {
+            if let Some(problem) = &b.problem {
+                findings.push(format!("signed snapshot: {problem}"));
+                codes.push(if b.forged {
+                    EXIT_BAD_SIGNATURE
+                } else {
+                    EXIT_ERROR
+                });
+            }
+        }
         let rebuilt = p.note.is_none();
         if rebuilt && p.live_applied != p.rebuilt_applied {
             findings.push(format!(
@@ -274,6 +306,16 @@ impl AuditReport {
             show_applied(p.live_applied),
             show_applied(p.rebuilt_applied)
         )?;
+        if let Some(b) = &p.base_snapshot {
+            match (b.index, b.term, &b.signer) {
+                (Some(i), Some(t), Some(signer)) => writeln!(
+                    out,
+                    "  from signed snapshot {} at index {i} (term {t}), signed by {signer}",
+                    b.file
+                )?,
+                _ => writeln!(out, "  from signed snapshot {}", b.file)?,
+            }
+        }
         if let Some(note) = &p.note {
             writeln!(out, "  {note}")?;
         }

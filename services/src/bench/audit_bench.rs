@@ -175,6 +175,7 @@ pub fn run_audit_bench(args: &BenchAuditArgs, out: &mut dyn Write) -> anyhow::Re
         threads: 0,
         scratch_parent: Some(scratch.path().to_path_buf()),
         archive: None,
+        snapshot: None,
     };
     say(progress, "signature checks");
     let sig_report = audit(&sig_data, &opts, &Progress::hidden())?;

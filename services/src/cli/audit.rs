@@ -20,14 +20,16 @@ Phases: (1) every record's CRC, the whole hash chain and every payload hash (red
 by their kept hash), on every core; (2) every event decoded and counted by kind, every \
 ManifestVerified signature checked against its blob's BlobAccepted; (3) every projection \
 rebuilt from the first entry into a scratch directory, through the index the live store has \
-applied; (4) each table's digest compared, and for a table that differs, the first differing \
+applied — or, when the log was purged and no archive reaches back, from the oldest signed \
+snapshot the log continues (DATA_DIR/archive/snapshots, or --snapshot), checked first; (4) each table's digest compared, and for a table that differs, the first differing \
 key with both values.
 
 Exit codes:
   0  everything matches
   1  the audit could not run or is incomplete (e.g. a purged log), or another error
   2  the log is damaged (the message names the file and byte offset)
-  3  a ManifestVerified signature does not check (the report names the index)
+  3  a ManifestVerified signature does not check (the report names the index), or the signed \
+     snapshot the rebuild starts from does not (the report names the file)
   4  a projection differs from its rebuild (the report names the table and key)
 When several apply, the lowest of 2, 3 and 4 wins.")]
 pub struct AuditArgs {
@@ -46,6 +48,12 @@ pub struct AuditArgs {
     /// DATA_DIR/archive/log when it exists).
     #[arg(long)]
     pub archive: Option<PathBuf>,
+    /// Start the rebuild from this signed snapshot (an `…signed.json` a purging node keeps in
+    /// DATA_DIR/archive/snapshots) instead of the first entry: its signature, stream and state
+    /// are checked, then the log after it is folded in. Default: the first entry when the
+    /// history is whole, else the oldest archived signed snapshot the log continues.
+    #[arg(long, value_name = "SIGNED_JSON")]
+    pub snapshot: Option<PathBuf>,
     /// Threads for verifying and checking signatures (default: one per core; online: 1).
     #[arg(long, default_value_t = 0)]
     pub threads: usize,
@@ -73,6 +81,7 @@ pub fn run(args: &AuditArgs, out: &mut dyn Write) -> anyhow::Result<()> {
         threads: args.threads,
         scratch_parent: args.scratch_dir.clone(),
         archive: args.archive.clone(),
+        snapshot: args.snapshot.clone(),
     };
     let report = audit(&args.data_dir, &opts, &Progress::on_terminal())?;
     if args.json {

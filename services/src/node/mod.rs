@@ -283,6 +283,27 @@ impl Node {
                     .next()
                     .map(|r| r.chain)
             })));
+            if archive.is_some() {
+                // Purging: every current snapshot is archived, signed, before raft may purge
+                // what it covers, so an audit can start from it.
+                let dir = crate::paths::snapshot_archive_dir(&data);
+                let key = signing.clone();
+                sm.set_on_current(Some(Arc::new(move |info, stream| {
+                    match crate::audit::signed_snapshot::archive(&dir, &key, info, stream) {
+                        Ok(path) => tracing::info!(
+                            snapshot = %info.snapshot_id,
+                            path = %path.display(),
+                            "archived a signed snapshot"
+                        ),
+                        Err(e) => tracing::warn!(
+                            snapshot = %info.snapshot_id,
+                            error = %e,
+                            "could not archive a signed snapshot (audits start from the \
+                             archived log instead)"
+                        ),
+                    }
+                })));
+            }
             let s = store.clone();
             sm.set_on_install(Some(Arc::new(move |info| {
                 if let (Some(id), Some(chain)) = (info.last_log_id, info.chain_head) {
