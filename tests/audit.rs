@@ -282,7 +282,7 @@ fn audit_after_a_workload_matches_and_changes_nothing() {
     let tables = v["projections"]["tables"].as_array().expect("tables");
     let names: Vec<&str> = tables.iter().filter_map(|t| t["table"].as_str()).collect();
     for name in [
-        "blobs-3", "counts-1", "docs-1", "peers-1", "rejected", "requests",
+        "blobs-3", "counts-1", "docs-2", "peers-1", "rejected", "requests",
     ] {
         assert!(names.contains(&name), "{name} in {names:?}");
     }

@@ -1,26 +1,38 @@
-//! [`DocsProjection`] (`"docs-1"`): Automerge documents folded from `DocChanged`, and the
+//! [`DocsProjection`] (`"docs-2"`): Automerge documents folded from `DocChanged`, and the
 //! devices allowed to sync them, folded from `DevicePaired`.
 //!
-//! Each document is kept as Automerge bytes that `Automerge::load` reads: a saved document
-//! (compacted: the columnar encoding of its changes) followed by the change chunks applied
-//! since, at most [`COMPACT_EVERY`] − 1 of them; the change that reaches [`COMPACT_EVERY`]
-//! compacts them all into one saved document again. A read loads one value, and memory does
-//! not grow with the number of documents. Applying a change appends its bytes instead of saving
-//! the whole document again (saving costs time proportional to the document's history), and
-//! the documents changed lately stay loaded in a small cache, checked against a hash of the
-//! stored bytes before use, so a hot document is not parsed again for every change.
+//! Each document is kept as a **base** — a saved (compacted) Automerge document — and the
+//! change chunks applied since, each under its own key, so applying a change writes only that
+//! change and a small record ([`DocMeta`]), whatever the document's size. Concatenated, base
+//! and chunks are bytes `Automerge::load` reads ([`DocsProjection::stored`]). When there are
+//! at least [`COMPACT_MIN_CHUNKS`] chunks since the base and at least a quarter as many as the
+//! base holds changes (or their bytes reach [`COMPACT_MIN_BYTES`] and twice the base's), the
+//! change that gets there **compacts**: base and chunks are loaded afresh from the stored
+//! bytes, saved as the new base, and the chunks deleted. Compaction costs time in proportion
+//! to the document's history; run once per quarter more history, it costs each change a small
+//! constant, not a share that grows with the document. Memory does not grow with the number
+//! of documents.
+//!
+//! Every document has a **version**: blake3 chained over its changes in the order applied
+//! (`v' = blake3("hearth.doc-version.v1\0" ‖ v ‖ change bytes)`, from 32 zero bytes). It names
+//! the document's content, not its bytes: compaction leaves it unchanged. The documents changed
+//! lately stay loaded in a small cache under their version, so a hot document is not parsed
+//! again for every change and nothing is hashed but the change.
 //!
 //! The node that writes a change over HTTP has already applied it to the loaded document (it
-//! made the change there). It hands that document over ([`DocsProjection::offer`]) and takes
-//! it back for the next write ([`DocsProjection::take_loaded`]), so a change is applied once
-//! per write on that node, not twice. An offer is used only for exactly the change it names on
-//! exactly the stored bytes it was loaded from; any other change, or other stored bytes, takes
+//! made the change there). It hands that document over ([`DocsProjection::offer`]) under the
+//! version the change leads to, and takes it back for the next write
+//! ([`DocsProjection::take_loaded`]), so a change is applied once per write on that node, not
+//! twice. An offer is used only when the projection applies exactly that change to exactly the
+//! version it was made on (the version after it is the same only then); any other change takes
 //! the ordinary path.
 //!
-//! The stored bytes are a pure function of the previous bytes, the change and the appended
-//! count — compaction loads the stored bytes afresh and saves them, whatever the cache holds —
-//! so replicas and rebuilds agree byte for byte; an Automerge upgrade that changed its save
-//! encoding would need a new projection name (`"docs-2"`).
+//! The stored bytes are a pure function of the changes in log order — compaction loads the
+//! stored bytes afresh and saves them, whatever the cache holds — so replicas and rebuilds
+//! agree byte for byte; an Automerge upgrade that changed its save encoding would need a new
+//! projection name (`"docs-3"`). (`"docs-1"` kept one value per document — base and chunks
+//! appended — rewritten and hashed whole at every change, and compacted every 64 changes;
+//! a node that finds a `docs-1` store rebuilds its projections from the log at start.)
 //!
 //! A change is rejected (not an error: the outcome is recorded) when its bytes do not decode as
 //! one Automerge change, when its actor is not the one the event names, when the document
@@ -33,8 +45,9 @@
 //!
 //! | key | value |
 //! |---|---|
-//! | `d` ‖ doc id (16 bytes) | Automerge saved document, then the change chunks since |
-//! | `n` ‖ doc id | how many change chunks follow the saved document (u32 LE; absent: 0) |
+//! | `d` ‖ doc id (16 bytes) | the base: an Automerge saved document |
+//! | `n` ‖ doc id | [`DocMeta`]: chunks since the base, their bytes, the base's length and changes, the version |
+//! | `c` ‖ doc id ‖ chunk number (u32 BE, from 0 after each compaction) | one change chunk |
 //! | `g` ‖ device PeerId bytes | [`DeviceGrant`] (protobuf) |
 
 use crate::hot::HotCache;
@@ -49,10 +62,16 @@ use crate::projection::{Applied, ApplyCtx, Projection, StateTx};
 const DOC_TAG: u8 = b'd';
 /// First byte of a device grant's key.
 const GRANT_TAG: u8 = b'g';
-/// First byte of a document's appended-change count.
-const COUNT_TAG: u8 = b'n';
-/// The change that makes this many appended chunks compacts the document.
-pub const COMPACT_EVERY: u32 = 64;
+/// First byte of a document's [`DocMeta`].
+const META_TAG: u8 = b'n';
+/// First byte of a change chunk's key.
+const CHUNK_TAG: u8 = b'c';
+/// Chunks since the base compact when there are at least this many, and at least a quarter of
+/// the changes in the base: a compaction costs time in proportion to the history, so it runs
+/// about once per quarter more history, a small constant cost per change.
+pub const COMPACT_MIN_CHUNKS: u32 = 64;
+/// Or when their bytes reach this, and twice the base's (documents of few large changes).
+pub const COMPACT_MIN_BYTES: u64 = 1 << 20;
 /// Documents kept loaded.
 const HOT_DOCS: usize = 256;
 /// Changed documents offered by the node's writers, waiting for their change to be applied.
@@ -105,12 +124,87 @@ impl DeviceGrant {
     }
 }
 
+/// A document's version before its first change.
+pub const VERSION_ZERO: [u8; 32] = [0; 32];
+
+/// The version after `change` on a document at `version` (see the module docs).
+pub fn next_version(version: &blake3::Hash, change: &[u8]) -> blake3::Hash {
+    let mut h = blake3::Hasher::new();
+    h.update(b"hearth.doc-version.v1\0");
+    h.update(version.as_bytes());
+    h.update(change);
+    h.finalize()
+}
+
+/// What is kept next to a document's base (`n` ‖ doc id): 60 bytes, integers little-endian.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DocMeta {
+    /// Change chunks since the base (`c` keys 0 .. chunks).
+    pub chunks: u32,
+    /// Their bytes.
+    pub chunk_bytes: u64,
+    /// The base's length.
+    pub base_len: u64,
+    /// Changes in the base.
+    pub base_changes: u64,
+    /// The document's version.
+    pub version: blake3::Hash,
+}
+
+impl DocMeta {
+    const LEN: usize = 4 + 8 + 8 + 8 + 32;
+
+    fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(Self::LEN);
+        out.extend_from_slice(&self.chunks.to_le_bytes());
+        out.extend_from_slice(&self.chunk_bytes.to_le_bytes());
+        out.extend_from_slice(&self.base_len.to_le_bytes());
+        out.extend_from_slice(&self.base_changes.to_le_bytes());
+        out.extend_from_slice(self.version.as_bytes());
+        out
+    }
+
+    /// Decodes a stored record; `None` when the bytes are not one.
+    pub fn decode(bytes: &[u8]) -> Option<DocMeta> {
+        if bytes.len() != Self::LEN {
+            return None;
+        }
+        let (chunks, rest) = bytes.split_at(4);
+        let (chunk_bytes, rest) = rest.split_at(8);
+        let (base_len, rest) = rest.split_at(8);
+        let (base_changes, version) = rest.split_at(8);
+        Some(DocMeta {
+            chunks: u32::from_le_bytes(chunks.try_into().ok()?),
+            chunk_bytes: u64::from_le_bytes(chunk_bytes.try_into().ok()?),
+            base_len: u64::from_le_bytes(base_len.try_into().ok()?),
+            base_changes: u64::from_le_bytes(base_changes.try_into().ok()?),
+            version: blake3::Hash::from_bytes(version.try_into().ok()?),
+        })
+    }
+
+    /// Whether the chunks since the base are due to be compacted into it.
+    fn due(&self) -> bool {
+        u64::from(self.chunks) >= u64::from(COMPACT_MIN_CHUNKS).max(self.base_changes / 4)
+            || self.chunk_bytes >= COMPACT_MIN_BYTES.max(2 * self.base_len)
+    }
+}
+
+/// A document as stored: bytes `Automerge::load` reads (base, then every chunk since) and its
+/// version.
+#[derive(Debug, Clone)]
+pub struct StoredDoc {
+    /// Base and chunks, concatenated.
+    pub bytes: Vec<u8>,
+    /// Its version.
+    pub version: blake3::Hash,
+}
+
 /// The documents table.
 pub struct DocsProjection {
     /// Documents changed lately, loaded, by id.
     hot: HotCache<Vec<u8>, AutoCommit>,
     /// Documents a writer on this node already changed ([`Self::offer`]), by id, each under
-    /// [`offer_token`] of the stored bytes it was loaded from and its change.
+    /// the version its change leads to.
     offered: HotCache<Vec<u8>, AutoCommit>,
 }
 
@@ -131,7 +225,7 @@ impl std::fmt::Debug for DocsProjection {
 
 impl DocsProjection {
     /// Versioned name and column family.
-    pub const NAME: &'static str = "docs-1";
+    pub const NAME: &'static str = "docs-2";
 
     /// Prefix of every document key.
     pub const DOC_PREFIX: &'static [u8] = &[DOC_TAG];
@@ -152,9 +246,68 @@ impl DocsProjection {
         }
     }
 
-    /// Key of a document's appended-change count.
-    pub fn count_key(doc: &[u8]) -> Vec<u8> {
-        tagged(COUNT_TAG, doc)
+    /// Key of a document's [`DocMeta`].
+    pub fn meta_key(doc: &[u8]) -> Vec<u8> {
+        tagged(META_TAG, doc)
+    }
+
+    /// Key of a document's change chunk `n` since its base.
+    pub fn chunk_key(doc: &[u8], n: u32) -> Vec<u8> {
+        let mut key = tagged(CHUNK_TAG, doc);
+        key.extend_from_slice(&n.to_be_bytes());
+        key
+    }
+
+    /// Document `doc`'s version, from a store's (or a transaction's) `get`; `None` when there
+    /// is no such document. Errors: a malformed record.
+    pub fn version(
+        get: &mut dyn FnMut(&[u8]) -> Option<Vec<u8>>,
+        doc: &[u8],
+    ) -> Result<Option<blake3::Hash>, String> {
+        Ok(Self::meta(get, doc)?.map(|m| m.version))
+    }
+
+    fn meta(
+        get: &mut dyn FnMut(&[u8]) -> Option<Vec<u8>>,
+        doc: &[u8],
+    ) -> Result<Option<DocMeta>, String> {
+        match get(&Self::meta_key(doc)) {
+            None => Ok(None),
+            Some(bytes) => DocMeta::decode(&bytes)
+                .map(Some)
+                .ok_or_else(|| "the stored document record is malformed".to_string()),
+        }
+    }
+
+    /// Document `doc` as stored, from a store's (or a transaction's) `get`; `None` when there
+    /// is no such document. Errors: a malformed record, or a base or chunk it names missing.
+    pub fn stored(
+        get: &mut dyn FnMut(&[u8]) -> Option<Vec<u8>>,
+        doc: &[u8],
+    ) -> Result<Option<StoredDoc>, String> {
+        let Some(meta) = Self::meta(get, doc)? else {
+            return Ok(None);
+        };
+        Ok(Some(StoredDoc {
+            bytes: Self::stored_bytes(get, doc, &meta)?,
+            version: meta.version,
+        }))
+    }
+
+    fn stored_bytes(
+        get: &mut dyn FnMut(&[u8]) -> Option<Vec<u8>>,
+        doc: &[u8],
+        meta: &DocMeta,
+    ) -> Result<Vec<u8>, String> {
+        let mut bytes = get(&Self::doc_key(doc))
+            .ok_or_else(|| "the stored document has no base".to_string())?;
+        bytes.reserve(meta.chunk_bytes as usize);
+        for n in 0..meta.chunks {
+            let chunk = get(&Self::chunk_key(doc, n))
+                .ok_or_else(|| format!("the stored document lacks its change chunk {n}"))?;
+            bytes.extend_from_slice(&chunk);
+        }
+        Ok(bytes)
     }
 
     /// Key of a device's grant.
@@ -167,51 +320,40 @@ impl DocsProjection {
         DeviceGrant::decode(bytes).ok()
     }
 
-    /// The loaded document `doc`, taken out, if the store holds exactly the bytes hashing to
-    /// `stored`. A writer changes it and gives it back with [`Self::offer`].
-    pub fn take_loaded(&self, doc: &[u8], stored: &blake3::Hash) -> Option<AutoCommit> {
-        self.hot.take(&doc.to_vec(), stored)
+    /// The loaded document `doc`, taken out, if it is at `version` (the stored one). A writer
+    /// changes it and gives it back with [`Self::offer`].
+    pub fn take_loaded(&self, doc: &[u8], version: &blake3::Hash) -> Option<AutoCommit> {
+        self.hot.take(&doc.to_vec(), version)
     }
 
     /// Gives back `loaded`, taken with [`Self::take_loaded`] and not changed since: it is still
-    /// what the stored bytes hashing to `stored` load as.
-    pub fn keep_loaded(&self, doc: &[u8], stored: blake3::Hash, loaded: AutoCommit) {
-        self.hot.keep(doc.to_vec(), stored, loaded);
+    /// the document at `version`.
+    pub fn keep_loaded(&self, doc: &[u8], version: blake3::Hash, loaded: AutoCommit) {
+        self.hot.keep(doc.to_vec(), version, loaded);
     }
 
-    /// Offers `after`: document `doc` as loaded from the stored bytes hashing to `stored`,
-    /// then changed by exactly one committed change whose encoded bytes are `change` (and
-    /// nothing else). When the projection applies that change to those bytes, it keeps `after`
-    /// as the loaded result instead of applying the change again; the stored bytes do not
-    /// depend on it (they are the previous bytes and the change), and `after` is the document
-    /// those bytes load as, so nothing a replica or a rebuild sees changes.
-    pub fn offer(&self, doc: &[u8], stored: &blake3::Hash, change: &[u8], after: AutoCommit) {
+    /// Offers `after`: document `doc` as it was at `version`, then changed by exactly one
+    /// committed change whose encoded bytes are `change` (and nothing else). When the
+    /// projection applies that change to the document at that version, it keeps `after` as the
+    /// loaded result instead of applying the change again; the stored bytes do not depend on
+    /// it, and `after` is the document they load as, so nothing a replica or a rebuild sees
+    /// changes.
+    pub fn offer(&self, doc: &[u8], version: &blake3::Hash, change: &[u8], after: AutoCommit) {
         self.offered
-            .keep(doc.to_vec(), offer_token(stored, change), after);
+            .keep(doc.to_vec(), next_version(version, change), after);
     }
 
-    /// The offered document for `e` on the stored bytes hashing to `stored`, and the change's
-    /// bytes, when it passes the checks that stay cheap once the change is applied: the change
-    /// decodes, is by the event's actor, and is the document's only head.
-    fn take_offered(&self, e: &DocChanged, stored: &blake3::Hash) -> Option<(AutoCommit, Vec<u8>)> {
-        let mut after = self
-            .offered
-            .take(&e.doc_id.to_vec(), &offer_token(stored, &e.change))?;
+    /// The offered document for `e` that leads to version `next`, and the change's bytes, when
+    /// it passes the checks that stay cheap once the change is applied: the change decodes, is
+    /// by the event's actor, and is the document's only head.
+    fn take_offered(&self, e: &DocChanged, next: &blake3::Hash) -> Option<(AutoCommit, Vec<u8>)> {
+        let mut after = self.offered.take(&e.doc_id.to_vec(), next)?;
         let change = Change::try_from(&e.change[..]).ok()?;
         if change.actor_id().to_bytes() != &e.actor[..] || after.get_heads() != [change.hash()] {
             return None;
         }
         Some((after, change.raw_bytes().to_vec()))
     }
-}
-
-/// What an offered document is kept under: the stored bytes it was loaded from, and its change.
-fn offer_token(stored: &blake3::Hash, change: &[u8]) -> blake3::Hash {
-    let mut h = blake3::Hasher::new();
-    h.update(b"hearth.doc-offer.v1\0");
-    h.update(stored.as_bytes());
-    h.update(change);
-    h.finalize()
 }
 
 fn tagged(tag: u8, id: &[u8]) -> Vec<u8> {
@@ -294,48 +436,70 @@ impl DocsProjection {
                 e.doc_id.len()
             ));
         }
-        let (key, count_key) = (Self::doc_key(&e.doc_id), Self::count_key(&e.doc_id));
-        let saved = tx.get(&key);
-        let appended = match tx.get(&count_key) {
-            None => 0,
-            Some(v) => u32::from_le_bytes(
-                v.as_slice()
-                    .try_into()
-                    .map_err(|_| "DocChanged: the stored change count is malformed".to_string())?,
-            ),
-        };
-        let stored = saved.as_deref().map(blake3::hash);
-        let (mut doc, raw) = match stored.and_then(|h| self.take_offered(e, &h)) {
+        let id = &e.doc_id[..];
+        let meta = Self::meta(&mut |k| tx.get(k), id).map_err(|r| format!("DocChanged: {r}"))?;
+        let version = meta.map_or(blake3::Hash::from_bytes(VERSION_ZERO), |m| m.version);
+        let next = next_version(&version, &e.change);
+        let (mut doc, raw) = match self.take_offered(e, &next) {
             Some(done) => done,
             None => {
-                let mut doc = match (&saved, stored) {
-                    (Some(bytes), Some(h)) => match self.hot.take(&e.doc_id.to_vec(), &h) {
+                let mut doc = match &meta {
+                    Some(m) => match self.hot.take(&id.to_vec(), &version) {
                         Some(doc) => doc,
-                        None => load(bytes).map_err(|r| format!("DocChanged: {r}"))?,
+                        None => load(&Self::stored_bytes(&mut |k| tx.get(k), id, m)?)
+                            .map_err(|r| format!("DocChanged: {r}"))?,
                     },
-                    _ => AutoCommit::new(),
+                    None => AutoCommit::new(),
                 };
                 let raw = apply_to(&mut doc, &e.actor, &e.change)
                     .map_err(|reason| format!("DocChanged: {reason}"))?;
                 (doc, raw)
             }
         };
-        let next = match saved {
-            Some(mut bytes) if appended + 1 < COMPACT_EVERY => {
-                bytes.extend_from_slice(&raw);
-                tx.put(&count_key, &(appended + 1).to_le_bytes());
-                bytes
+        let meta = match meta {
+            None => {
+                let base = save(&mut doc);
+                tx.put(&Self::doc_key(id), &base);
+                DocMeta {
+                    chunks: 0,
+                    chunk_bytes: 0,
+                    base_len: base.len() as u64,
+                    base_changes: 1,
+                    version: next,
+                }
             }
-            Some(mut bytes) => {
-                // Compact from the bytes alone, so every replica saves the same document.
-                bytes.extend_from_slice(&raw);
-                tx.delete(&count_key);
-                save(&mut load(&bytes).map_err(|r| format!("DocChanged: {r}"))?)
+            Some(m) => {
+                tx.put(&Self::chunk_key(id, m.chunks), &raw);
+                let grown = DocMeta {
+                    chunks: m.chunks + 1,
+                    chunk_bytes: m.chunk_bytes + raw.len() as u64,
+                    base_len: m.base_len,
+                    base_changes: m.base_changes,
+                    version: next,
+                };
+                if grown.due() {
+                    // Compact from the stored bytes alone, so every replica saves the same
+                    // document.
+                    let bytes = Self::stored_bytes(&mut |k| tx.get(k), id, &grown)?;
+                    let base = save(&mut load(&bytes).map_err(|r| format!("DocChanged: {r}"))?);
+                    tx.put(&Self::doc_key(id), &base);
+                    for n in 0..grown.chunks {
+                        tx.delete(&Self::chunk_key(id, n));
+                    }
+                    DocMeta {
+                        chunks: 0,
+                        chunk_bytes: 0,
+                        base_len: base.len() as u64,
+                        base_changes: grown.base_changes + u64::from(grown.chunks),
+                        version: next,
+                    }
+                } else {
+                    grown
+                }
             }
-            None => save(&mut doc),
         };
-        tx.put(&key, &next);
-        self.hot.keep(e.doc_id.to_vec(), blake3::hash(&next), doc);
+        tx.put(&Self::meta_key(id), &meta.encode());
+        self.hot.keep(id.to_vec(), next, doc);
         Ok(())
     }
 }
@@ -404,6 +568,23 @@ mod tests {
         }
     }
 
+    /// What `state` stores for `id`: loadable bytes and version.
+    fn stored(state: &MemState, id: &[u8]) -> StoredDoc {
+        DocsProjection::stored(&mut |k| state.get(k), id)
+            .expect("well formed")
+            .expect("stored")
+    }
+
+    /// Every key of document `id` in `state`, with its value.
+    fn doc_entries(state: &MemState, id: &[u8]) -> Vec<(Vec<u8>, Vec<u8>)> {
+        state
+            .entries()
+            .iter()
+            .filter(|(k, _)| k.len() > DOC_ID_LEN && &k[1..1 + DOC_ID_LEN] == id)
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
+    }
+
     fn edit(doc: &mut AutoCommit, key: &str, value: i64) -> Change {
         doc.put(ROOT, key, value).expect("put");
         doc.commit();
@@ -436,8 +617,7 @@ mod tests {
         let again = state.apply(&p, &ctx(4), &doc_event(&id, &mut second));
         assert!(matches!(&again, Applied::Rejected(r) if r.contains("duplicate")));
 
-        let saved = state.get(&DocsProjection::doc_key(&id)).expect("saved");
-        let doc = Automerge::load(&saved).expect("load");
+        let doc = Automerge::load(&stored(&state, &id).bytes).expect("load");
         assert_eq!(doc.get_heads(), a.get_heads());
         let x = doc
             .get(ROOT, "y")
@@ -470,42 +650,53 @@ mod tests {
     }
 
     #[test]
-    fn appended_changes_compact_and_the_cache_changes_no_byte() {
-        // 150 changes: two compactions, then appended chunks. One projection keeps the
-        // document hot; the other starts cold for every change (as after a restart or an
-        // eviction). The stored bytes must be the same after every change.
+    fn chunks_compact_as_the_history_grows_and_the_cache_changes_no_byte() {
+        // Enough changes for several compactions. One projection keeps the document hot; the
+        // other starts cold for every change (as after a restart or an eviction). Every key of
+        // the document must be the same after every change.
         let id = [5u8; DOC_ID_LEN];
         let mut a = AutoCommit::new().with_actor(ActorId::from(&[1u8; 16][..]));
         let (hot, mut hot_state) = (DocsProjection::default(), MemState::new());
         let mut cold_state = MemState::new();
-        for i in 0..150i64 {
-            let mut c = edit(&mut a, if i % 2 == 0 { "even" } else { "odd" }, i);
+        let mut compactions = 0;
+        let mut version = blake3::Hash::from_bytes(VERSION_ZERO);
+        for i in 0..400i64 {
+            let text = format!("{i:>40}");
+            a.put(ROOT, if i % 2 == 0 { "even" } else { "odd" }, text.as_str())
+                .expect("put");
+            a.commit();
+            let mut c = a.get_last_local_change().expect("a change");
+            version = next_version(&version, c.raw_bytes());
             let event = doc_event(&id, &mut c);
             let index = 1 + i as u64;
             assert_eq!(hot_state.apply(&hot, &ctx(index), &event), Applied::Ok);
             let cold = DocsProjection::default();
             assert_eq!(cold_state.apply(&cold, &ctx(index), &event), Applied::Ok);
-            let key = DocsProjection::doc_key(&id);
             assert_eq!(
-                hot_state.get(&key),
-                cold_state.get(&key),
+                doc_entries(&hot_state, &id),
+                doc_entries(&cold_state, &id),
                 "after change {i}"
             );
-            let count = hot_state.get(&DocsProjection::count_key(&id));
-            let want = i as u32 % COMPACT_EVERY;
-            assert_eq!(
-                count.map(|v| u32::from_le_bytes(v.try_into().expect("u32"))),
-                (want > 0).then_some(want),
-                "after change {i}"
-            );
+            let meta =
+                DocMeta::decode(&hot_state.get(&DocsProjection::meta_key(&id)).expect("meta"))
+                    .expect("decodes");
+            assert_eq!(meta.version, version, "the version chains every change");
+            assert!(!meta.due(), "compacted when due");
+            let chunks = (0..meta.chunks + 1)
+                .filter(|n| hot_state.get(&DocsProjection::chunk_key(&id, *n)).is_some())
+                .count();
+            assert_eq!(chunks as u32, meta.chunks, "exactly the chunks it counts");
+            if i > 0 && meta.chunks == 0 {
+                compactions += 1;
+            }
         }
-        let saved = hot_state.get(&DocsProjection::doc_key(&id)).expect("saved");
-        let doc = Automerge::load(&saved).expect("load");
+        assert!(compactions >= 4, "{compactions} compactions");
+        let doc = Automerge::load(&stored(&hot_state, &id).bytes).expect("load");
         assert_eq!(doc.get_heads(), a.get_heads());
         // The store no longer holds what the cache has (another store, as after a snapshot
         // install): the cache is not used, and the change lacks its dependencies there.
         let mut replaced = MemState::new();
-        let out = replaced.apply(&hot, &ctx(201), &doc_event(&id, &mut edit(&mut a, "n", 1)));
+        let out = replaced.apply(&hot, &ctx(901), &doc_event(&id, &mut edit(&mut a, "n", 1)));
         assert!(
             matches!(&out, Applied::Rejected(r) if r.contains("lacks")),
             "{out:?}"
@@ -513,7 +704,7 @@ mod tests {
     }
 
     #[test]
-    fn an_offered_document_is_kept_only_for_its_change_on_its_bytes() {
+    fn an_offered_document_is_kept_only_for_its_change_on_its_version() {
         let id = [4u8; DOC_ID_LEN];
         let writer = ActorId::from(&[6u8; 16][..]);
         // `p` takes offers; `q` never gets one and applies every change itself.
@@ -522,8 +713,12 @@ mod tests {
         let both = |state: &mut MemState, cold: &mut MemState, index, event: &Envelope| {
             assert_eq!(state.apply(&p, &ctx(index), event), Applied::Ok);
             assert_eq!(cold.apply(&q, &ctx(index), event), Applied::Ok);
+            assert_eq!(
+                doc_entries(state, &id),
+                doc_entries(cold, &id),
+                "the same either way"
+            );
         };
-        let key = DocsProjection::doc_key(&id);
         let mut a = AutoCommit::new().with_actor(writer.clone());
         both(
             &mut state,
@@ -531,38 +726,34 @@ mod tests {
             1,
             &doc_event(&id, &mut edit(&mut a, "n", 0)),
         );
-        let stored = |s: &MemState| blake3::hash(&s.get(&key).expect("stored"));
+        let version = |s: &MemState| stored(s, &id).version;
 
         // A writer takes the loaded document, changes it and offers it: the projection keeps
         // that very document (it carries the writer's actor; a loaded one has a random actor).
         let mut doc = p
-            .take_loaded(&id, &stored(&state))
+            .take_loaded(&id, &version(&state))
             .expect("loaded after apply");
         doc.set_actor(writer.clone());
         let mut change = edit(&mut doc, "n", 1);
-        p.offer(&id, &stored(&state), change.raw_bytes(), doc);
+        p.offer(&id, &version(&state), change.raw_bytes(), doc);
         both(&mut state, &mut cold, 2, &doc_event(&id, &mut change));
-        assert_eq!(state.get(&key), cold.get(&key), "the same bytes either way");
-        let kept = p.take_loaded(&id, &stored(&state)).expect("kept");
+        let kept = p.take_loaded(&id, &version(&state)).expect("kept");
         assert_eq!(kept.get_actor(), &writer);
 
-        // An offer for other bytes, or one that is not the change applied (here: the document
-        // before it), is not used: the change is applied the ordinary way.
+        // An offer made on another version, or one that is not the change applied (here: the
+        // document before it), is not used: the change is applied the ordinary way.
         let mut b = kept;
         let mut next = edit(&mut b, "n", 2);
-        assert!(p.take_loaded(&id, &stored(&state)).is_none(), "taken above");
-        p.offer(
-            &id,
-            &blake3::hash(b"other bytes"),
-            next.raw_bytes(),
-            b.fork(),
+        assert!(
+            p.take_loaded(&id, &version(&state)).is_none(),
+            "taken above"
         );
-        let mut unchanged = load(&state.get(&key).expect("stored")).expect("load");
+        p.offer(&id, &blake3::hash(b"other"), next.raw_bytes(), b.fork());
+        let mut unchanged = load(&stored(&state, &id).bytes).expect("load");
         unchanged.set_actor(writer.clone());
-        p.offer(&id, &stored(&state), next.raw_bytes(), unchanged);
+        p.offer(&id, &version(&state), next.raw_bytes(), unchanged);
         both(&mut state, &mut cold, 3, &doc_event(&id, &mut next));
-        assert_eq!(state.get(&key), cold.get(&key));
-        let mut kept = p.take_loaded(&id, &stored(&state)).expect("kept");
+        let mut kept = p.take_loaded(&id, &version(&state)).expect("kept");
         assert_eq!(kept.get_heads(), vec![next.hash()]);
     }
 
@@ -587,7 +778,7 @@ mod tests {
                 let out = state.apply(&p, &ctx(2 + i as u64), &doc_event(&id, c));
                 assert_eq!(out, Applied::Ok);
             }
-            state.get(&DocsProjection::doc_key(&id)).expect("saved")
+            stored(&state, &id).bytes
         };
         let a = fold([&mut l.clone(), &mut r.clone()]);
         let b = fold([&mut r, &mut l]);

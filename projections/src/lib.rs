@@ -70,7 +70,7 @@ pub use blob_index::{
 };
 pub use counts::CountsProjection;
 pub use digest::{Digester, Digests};
-pub use docs::{apply_change, DeviceGrant, DocsProjection, DOC_ID_LEN};
+pub use docs::{apply_change, DeviceGrant, DocMeta, DocsProjection, StoredDoc, DOC_ID_LEN};
 pub use entry::{CommittedEntry, EntryData, Outcome, ProjectionRejection, Rejection};
 pub use error::{ProjectionError, Result};
 pub use mem::MemState;

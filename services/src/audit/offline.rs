@@ -79,8 +79,19 @@ impl OfflineDir {
                 dir.display()
             );
         }
-        ProjectionStore::open_read_only(&dir, crate::node::node_projections())
-            .with_context(|| format!("cannot open projection store {}", dir.display()))
+        match ProjectionStore::open_read_only(&dir, crate::node::node_projections()) {
+            Err(hearth_projections::ProjectionError::NeedsRebuild { projection, .. }) => {
+                anyhow::bail!(
+                    "the projection store in {} was written by an older hearth: it lacks the \
+                     projection {projection}; start the node once (hearth serve), which rebuilds \
+                     its projections from the log, then run this again",
+                    self.data_dir.display()
+                )
+            }
+            other => {
+                other.with_context(|| format!("cannot open projection store {}", dir.display()))
+            }
+        }
     }
 }
 

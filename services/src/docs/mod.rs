@@ -8,7 +8,7 @@
 //!   concurrent PUTs never reuse an Automerge sequence number), and the server-side sync
 //!   states of clients that speak the Automerge sync protocol (`POST /v1/docs/{id}/sync`).
 //! * The node's operations are in `crate::node` (`doc_ops.rs`); the HTTP routes in
-//!   `crate::http::docs`; the state is the `docs-1` projection
+//!   `crate::http::docs`; the state is the `docs-2` projection
 //!   ([`hearth_projections::DocsProjection`]).
 //!
 //! What it is **not**: not a document database with queries; documents are small metadata

@@ -51,20 +51,19 @@ impl DocRuntime {
         }
     }
 
-    /// The loaded document `doc` if the store holds exactly the bytes hashing to `stored`
-    /// (taken out: give it back with [`Self::keep`] or [`Self::offer`]).
+    /// The loaded document `doc` if it is at version `stored`, the one the store holds (taken
+    /// out: give it back with [`Self::keep`] or [`Self::offer`]).
     pub fn take_loaded(&self, doc: &DocId, stored: &blake3::Hash) -> Option<automerge::AutoCommit> {
         self.projection.take_loaded(&doc.0, stored)
     }
 
-    /// Gives back `loaded`, unchanged since it was taken or loaded from the bytes hashing to
-    /// `stored`.
+    /// Gives back `loaded`, unchanged since it was taken, or loaded at version `stored`.
     pub fn keep(&self, doc: &DocId, stored: blake3::Hash, loaded: automerge::AutoCommit) {
         self.projection.keep_loaded(&doc.0, stored, loaded);
     }
 
-    /// Hands over `after`: loaded from the bytes hashing to `stored`, then changed by exactly
-    /// the change encoded as `change` (see [`DocsProjection::offer`]).
+    /// Hands over `after`: at version `stored`, then changed by exactly the change encoded as
+    /// `change` (see [`DocsProjection::offer`]).
     pub fn offer(
         &self,
         doc: &DocId,

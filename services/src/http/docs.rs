@@ -89,7 +89,7 @@ pub struct DocList {
 pub struct DocListed {
     /// The document id.
     pub id: String,
-    /// Bytes of its saved form.
+    /// Bytes of its saved (compacted) base; changes since the last compaction not counted.
     pub saved_bytes: usize,
 }
 

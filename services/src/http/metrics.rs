@@ -9,6 +9,10 @@ use axum::extract::{MatchedPath, Request, State};
 use axum::http::{header, HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use metrics::{Counter, Histogram};
+use parking_lot::RwLock;
+use std::collections::HashMap;
+use std::sync::LazyLock;
 use std::time::Instant;
 
 /// The Prometheus text format's content type.
@@ -31,24 +35,48 @@ pub(super) async fn scrape(State(node): State<Node>) -> Result<Response, ApiErro
         .into_response())
 }
 
+/// A route's series handles, by method and status.
+type RouteHandles = HashMap<(&'static str, u16), (Histogram, Counter)>;
+
+/// Series handles by route template, so a request does not look its series up by labels in
+/// the registry (hashing and allocating its labels) every time. Bounded: routes are the
+/// router's templates (or `unmatched`), methods and statuses few.
+static HANDLES: LazyLock<RwLock<HashMap<String, RouteHandles>>> = LazyLock::new(Default::default);
+
+/// The latency histogram and request counter of `route`, `method`, `status`.
+fn handles(route: &str, method: &'static str, status: StatusCode) -> (Histogram, Counter) {
+    let key = (method, status.as_u16());
+    if let Some(h) = HANDLES.read().get(route).and_then(|r| r.get(&key)) {
+        return h.clone();
+    }
+    let made = (
+        metrics::histogram!(HTTP_SECONDS, "route" => route.to_string(), "method" => method),
+        metrics::counter!(
+            HTTP_REQUESTS,
+            "route" => route.to_string(),
+            "method" => method,
+            "status" => status.as_str().to_string()
+        ),
+    );
+    HANDLES
+        .write()
+        .entry(route.to_string())
+        .or_default()
+        .entry(key)
+        .or_insert(made)
+        .clone()
+}
+
 /// Counts the request and its latency (to the response head) by route, method and status.
 pub(super) async fn track(req: Request, next: Next) -> Response {
-    let route = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or_else(|| "unmatched".to_string(), |p| p.as_str().to_string());
+    let route = req.extensions().get::<MatchedPath>().cloned(); // an `Arc<str>` inside
     let method = method_label(req.method());
     let started = Instant::now();
     let resp = next.run(req).await;
-    metrics::histogram!(HTTP_SECONDS, "route" => route.clone(), "method" => method)
-        .record(started.elapsed().as_secs_f64());
-    metrics::counter!(
-        HTTP_REQUESTS,
-        "route" => route,
-        "method" => method,
-        "status" => resp.status().as_str().to_string()
-    )
-    .increment(1);
+    let route = route.as_ref().map_or("unmatched", MatchedPath::as_str);
+    let (seconds, requests) = handles(route, method, resp.status());
+    seconds.record(started.elapsed().as_secs_f64());
+    requests.increment(1);
     resp
 }
 

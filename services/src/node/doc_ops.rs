@@ -1,6 +1,6 @@
 //! A node's document operations: read a document as this node has applied it, record the
 //! change a JSON body asks for, take changes in through the Automerge sync protocol, and pair
-//! devices. Every change becomes a committed `DocChanged`; the `docs-1` projection holds the
+//! devices. Every change becomes a committed `DocChanged`; the `docs-2` projection holds the
 //! result. The HTTP routes (`crate::http::docs`) and the device sync (`crate::docs::sync_net`)
 //! are built on these.
 
@@ -9,7 +9,7 @@ use crate::docs::{json, DocError, DocId};
 use automerge::sync::{self, SyncDoc};
 use automerge::{AutoCommit, Automerge, Change, ChangeHash, ReadDoc};
 use bytes::Bytes;
-use hearth_projections::{DeviceGrant, DocsProjection};
+use hearth_projections::{DeviceGrant, DocsProjection, StoredDoc};
 use hearth_proto::v1::envelope::Event;
 use hearth_proto::v1::{DevicePaired, DocChanged, Envelope};
 use prost::Message as _;
@@ -36,7 +36,7 @@ pub struct DocWritten {
 pub struct DocSummary {
     /// Its id.
     pub id: DocId,
-    /// Size of its saved (compacted) form.
+    /// Size of its saved (compacted) base; chunks since the last compaction are not counted.
     pub saved_bytes: usize,
 }
 
@@ -50,19 +50,45 @@ impl Node {
         DocError::Node(format!("reading the documents table: {e}"))
     }
 
-    /// Document `id`'s saved bytes as this node has applied them.
-    pub fn doc_saved(&self, id: &DocId) -> Result<Option<Vec<u8>>, DocError> {
+    /// Runs `f` with a `get` on the documents table as this node has applied it.
+    fn with_docs<R>(
+        &self,
+        f: impl FnOnce(&mut dyn FnMut(&[u8]) -> Option<Vec<u8>>) -> Result<R, String>,
+    ) -> Result<R, DocError> {
         self.inner
             .sm
-            .with_store(|s| s.get(DocsProjection::NAME, &DocsProjection::doc_key(&id.0)))
+            .with_store(|s| {
+                let mut failed = None;
+                let out = f(&mut |key: &[u8]| match s.get(DocsProjection::NAME, key) {
+                    Ok(v) => v,
+                    Err(e) => {
+                        failed.get_or_insert(e.to_string());
+                        None
+                    }
+                });
+                match failed {
+                    Some(e) => Err(e),
+                    None => out,
+                }
+            })
             .map_err(Self::doc_read_error)?
             .map_err(Self::doc_read_error)
     }
 
+    /// Document `id` as stored on this node: bytes `Automerge::load` reads, and its version.
+    pub fn doc_stored(&self, id: &DocId) -> Result<Option<StoredDoc>, DocError> {
+        self.with_docs(|get| DocsProjection::stored(get, &id.0))
+    }
+
+    /// Document `id`'s version on this node (a small read: not the document).
+    pub fn doc_version(&self, id: &DocId) -> Result<Option<blake3::Hash>, DocError> {
+        self.with_docs(|get| DocsProjection::version(get, &id.0))
+    }
+
     /// Document `id` as this node has applied it.
     pub fn doc(&self, id: &DocId) -> Result<Automerge, DocError> {
-        let saved = self.doc_saved(id)?.ok_or(DocError::NotFound(*id))?;
-        Automerge::load(&saved)
+        let stored = self.doc_stored(id)?.ok_or(DocError::NotFound(*id))?;
+        Automerge::load(&stored.bytes)
             .map_err(|e| DocError::Node(format!("stored document {id} is malformed: {e}")))
     }
 
@@ -143,14 +169,18 @@ impl Node {
     ) -> Result<DocWritten, DocError> {
         json::check_root(value).map_err(DocError::BadInput)?;
         let _guard = self.inner.docs.lock(id).await;
-        let saved = self.doc_saved(id)?.ok_or(DocError::NotFound(*id))?;
-        // The document as loaded for the last PUT, when the store still holds exactly what it
-        // was (loading costs time proportional to the document's history).
-        let stored = blake3::hash(&saved);
-        let mut doc = match self.inner.docs.take_loaded(id, &stored) {
-            Some(doc) => doc,
-            None => AutoCommit::load(&saved)
-                .map_err(|e| DocError::Node(format!("stored document {id} is malformed: {e}")))?,
+        let version = self.doc_version(id)?.ok_or(DocError::NotFound(*id))?;
+        // The document as loaded for the last PUT, when it is still at the stored version
+        // (loading costs time proportional to the document's history).
+        let (mut doc, stored) = match self.inner.docs.take_loaded(id, &version) {
+            Some(doc) => (doc, version),
+            None => {
+                let saved = self.doc_stored(id)?.ok_or(DocError::NotFound(*id))?;
+                let doc = AutoCommit::load(&saved.bytes).map_err(|e| {
+                    DocError::Node(format!("stored document {id} is malformed: {e}"))
+                })?;
+                (doc, saved.version)
+            }
         };
         doc.set_actor(self.inner.docs.actor().clone());
         json::apply(&mut doc, value).map_err(|e| DocError::BadInput(e.to_string()))?;
