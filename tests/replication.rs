@@ -2,7 +2,7 @@
 //! `?wait=durable` is spread over the members (one or two shards each, the writer's surplus
 //! copies released), its status says which losses it survives, every member reads it, a killed
 //! member does not stop reads, and removing that member gets every blob durable and spread
-//! again with no operator action.
+//! again with no operator action. The writer pushes the shards it placed on the others.
 
 mod common;
 
@@ -114,6 +114,22 @@ async fn blobs_spread_survive_a_lost_member_and_are_repaired_after_its_removal()
         assert_eq!((reply.k, reply.m), (2, 2));
         replies.push(reply);
     }
+    // The writers pushed the shards they placed on the others (`/hearth/shard/1` PUSH): each
+    // holder left its new placement to the push, which arrived, was checked and confirmed.
+    let mut pushed = 0.0;
+    for u in &urls[..2] {
+        let text = c
+            .get(format!("{u}/metrics"))
+            .send()
+            .await
+            .expect("metrics")
+            .text()
+            .await
+            .expect("text");
+        let m = hearth_services::metrics::exposition::Exposition::parse(&text).expect("parse");
+        pushed += m.sum("hearth_shard_pushes_total", &[("outcome", "done")]);
+    }
+    assert!(pushed >= 1.0, "no shard was pushed");
     for reply in &replies {
         // Surplus copies of the writer are released: one confirmed holder per shard, each on
         // a different member.
@@ -453,6 +469,22 @@ async fn a_member_unseen_past_the_grace_period_has_its_shards_rebuilt_and_gets_t
         assert_eq!((reply.k, reply.m), (2, 2));
         replies.push(reply);
     }
+    // The writers pushed the shards they placed on the others (`/hearth/shard/1` PUSH): each
+    // holder left its new placement to the push, which arrived, was checked and confirmed.
+    let mut pushed = 0.0;
+    for u in &urls[..2] {
+        let text = c
+            .get(format!("{u}/metrics"))
+            .send()
+            .await
+            .expect("metrics")
+            .text()
+            .await
+            .expect("text");
+        let m = hearth_services::metrics::exposition::Exposition::parse(&text).expect("parse");
+        pushed += m.sum("hearth_shard_pushes_total", &[("outcome", "done")]);
+    }
+    assert!(pushed >= 1.0, "no shard was pushed");
     for reply in &replies {
         wait_for("one shard per member", CONVERGE, || async {
             let st = status(&c, &urls[0], &reply.hash).await?;

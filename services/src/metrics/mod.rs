@@ -76,6 +76,9 @@ pub const SCRUB_BYTES: &str = "hearth_scrub_bytes_total";
 pub const SCRUB_BAD: &str = "hearth_scrub_bad_total";
 /// Counter: bad shard copies the scrubber replaced by a verified copy.
 pub const SCRUB_REPAIRED: &str = "hearth_scrub_repaired_total";
+/// Counter: shards this node pushed to their placed holders, by how the push ended
+/// (`outcome`: `done`, `held`, `not_placed`, `busy`, `out_of_order`, `failed`, `error`).
+pub const SHARD_PUSHES: &str = "hearth_shard_pushes_total";
 
 /// How often the sampler scans the blob index for [`BLOBS`].
 pub const TIER_SCAN_EVERY: Duration = Duration::from_secs(60);
@@ -221,6 +224,11 @@ fn describe() {
         Unit::Count,
         "Bad shard copies the scrubber replaced by a verified copy"
     );
+    describe_counter!(
+        SHARD_PUSHES,
+        Unit::Count,
+        "Shards pushed to their placed holders, by outcome"
+    );
 }
 
 /// Every metric name defined here and in the log crate.
@@ -253,6 +261,7 @@ pub const ALL: &[&str] = &[
     SCRUB_BYTES,
     SCRUB_BAD,
     SCRUB_REPAIRED,
+    SHARD_PUSHES,
 ];
 
 #[cfg(test)]

@@ -40,6 +40,7 @@ mod redactor;
 pub mod replicator;
 pub mod scrubber;
 pub mod settings;
+pub mod shard_push;
 pub mod verifier;
 pub mod widener;
 
@@ -165,6 +166,8 @@ struct Inner {
     /// On the leader: voters unseen past the repair grace period, with how long (ms), as the
     /// replicator last found them.
     gone: parking_lot::Mutex<Vec<(Vec<u8>, u64)>>,
+    /// Shard pushes: received and in progress, pulls running, pushes tried.
+    pushes: shard_push::Pushes,
     /// Documents: actor, write locks, sync sessions.
     docs: crate::docs::DocRuntime,
     client: reqwest::Client,
@@ -417,6 +420,7 @@ impl Node {
                 seq: AtomicU64::new(now_ms() * 1000),
                 redacted_through: AtomicU64::new(0),
                 gone: parking_lot::Mutex::new(Vec::new()),
+                pushes: Default::default(),
                 docs: crate::docs::DocRuntime::new(&peer_id.to_bytes(), docs_projection),
                 feed: event_feed::EventFeed::new(settings.events_buffer),
                 settings,
@@ -440,6 +444,7 @@ impl Node {
             raft.clone(),
             Arc::new(node.clone()),
             node.inner.shards.clone(),
+            Arc::new(node.clone()),
             Arc::new(node.clone()),
         );
         node.inner.tasks.lock().extend([batch_task, repair_task]);
@@ -1076,6 +1081,12 @@ fn member_addrs(
 
 fn member_peers(m: &openraft::RaftMetrics<NodeId, HearthNode>) -> HashSet<PeerId> {
     member_addrs(m, None).into_iter().map(|(p, _)| p).collect()
+}
+
+impl network::PushSink for Node {
+    fn receive_push(&self, from: PeerId, body: Vec<u8>) -> BoxFuture<'_, Result<Vec<u8>, String>> {
+        Box::pin(async move { Node::receive_push(self, from, &body).await })
+    }
 }
 
 impl WriteSink for Node {

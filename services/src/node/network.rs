@@ -215,6 +215,12 @@ pub trait DeviceSync: Send + Sync + 'static {
     fn sync_device(&self, from: PeerId, body: Vec<u8>) -> BoxFuture<'_, Vec<u8>>;
 }
 
+/// Where shard pushes (`/hearth/shard/1` kind `PUSH`) go: the node.
+pub trait PushSink: Send + Sync + 'static {
+    /// Answers member `from`'s push request body (an error: the body is malformed).
+    fn receive_push(&self, from: PeerId, body: Vec<u8>) -> BoxFuture<'_, Result<Vec<u8>, String>>;
+}
+
 /// The `/hearth/raft/1` handler: hands RPCs to the local raft once it exists.
 #[derive(Default)]
 pub struct Inbound {
@@ -222,6 +228,7 @@ pub struct Inbound {
     sink: OnceLock<Arc<dyn WriteSink>>,
     shards: OnceLock<crate::blobs::ShardStore>,
     devices: OnceLock<Arc<dyn DeviceSync>>,
+    pushes: OnceLock<Arc<dyn PushSink>>,
 }
 
 impl Inbound {
@@ -237,11 +244,13 @@ impl Inbound {
         sink: Arc<dyn WriteSink>,
         shards: crate::blobs::ShardStore,
         devices: Arc<dyn DeviceSync>,
+        pushes: Arc<dyn PushSink>,
     ) {
         let _ = self.raft.set(raft);
         let _ = self.sink.set(sink);
         let _ = self.shards.set(shards);
         let _ = self.devices.set(devices);
+        let _ = self.pushes.set(pushes);
     }
 }
 
@@ -322,10 +331,15 @@ impl RaftInbound for Inbound {
     fn handle_shard(&self, from: PeerId, req: RaftRequest) -> BoxFuture<'_, RaftResponse> {
         Box::pin(async move {
             let cluster_id = req.cluster_id;
-            let Some(shards) = self.shards.get() else {
+            let (Some(shards), Some(pushes)) = (self.shards.get(), self.pushes.get()) else {
                 return RaftResponse::refused(cluster_id, status::MALFORMED);
             };
-            match crate::replication::transfer::serve(shards, req.kind, &req.body).await {
+            let answered = if req.kind == crate::replication::wire::kind::PUSH {
+                pushes.receive_push(from, req.body).await
+            } else {
+                crate::replication::transfer::serve(shards, req.kind, &req.body).await
+            };
+            match answered {
                 Ok(body) => RaftResponse::ok(cluster_id, body),
                 Err(e) => {
                     tracing::warn!(%from, error = %e, "shard request refused");

@@ -35,7 +35,7 @@ use crate::replication::transfer;
 use bytes::Bytes;
 use hearth_projections::{BlobIndexProjection, BlobRecord, HolderRecord};
 use hearth_proto::v1::envelope::Event;
-use hearth_proto::v1::{Envelope, ReplicaConfirmed, ShardPlaced, ShardReleased};
+use hearth_proto::v1::{Envelope, ShardPlaced, ShardReleased};
 use libp2p::PeerId;
 use prost::Message as _;
 use std::collections::BTreeSet;
@@ -178,6 +178,7 @@ impl Node {
                 steps += self.propose_placement(&hash, &blob, &chosen).await?;
                 continue;
             }
+            self.push_placed(&hash, &blob, &holders);
             steps += self.hold(&hash, &blob, &holders).await;
             steps += self
                 .release(&hash, &blob, &holders, leader, &voters)
@@ -300,9 +301,25 @@ impl Node {
         let me = self.peer_id().to_bytes();
         let mut steps = 0;
         for (shard, holder, record) in holders {
-            if *holder != me || record.confirmed || record.placement_epoch != blob.placement_epoch {
+            if *holder != me {
                 continue;
             }
+            if record.confirmed {
+                self.inner.pushes.settled(hash, *shard);
+                continue;
+            }
+            if record.placement_epoch != blob.placement_epoch {
+                continue;
+            }
+            // Left to a push on its way or running (see `shard_push`); the next pass looks
+            // again.
+            let Some(_pulling) = self
+                .inner
+                .pushes
+                .begin_pull(*hash, *shard, blob.placement_epoch)
+            else {
+                continue;
+            };
             let expected = blob.shard_hash(*shard).to_vec();
             match self
                 .obtain_shard(hash, blob, holders, *shard, &expected, record.shard_size)
@@ -314,19 +331,11 @@ impl Node {
                     continue;
                 }
             }
-            let env = Envelope {
-                schema_version: hearth_proto::SCHEMA_VERSION,
-                event: Some(Event::ReplicaConfirmed(ReplicaConfirmed {
-                    blob_hash: Bytes::copy_from_slice(hash),
-                    shard_index: *shard,
-                    holder: Bytes::from(me.clone()),
-                    shard_hash: expected.into(),
-                    shard_size: record.shard_size,
-                })),
-                ..Envelope::default()
-            };
-            match self.propose(Bytes::from(env.encode_to_vec())).await {
-                Ok(_) => steps += 1,
+            match self
+                .confirm_replica(hash, *shard, expected, record.shard_size)
+                .await
+            {
+                Ok(()) => steps += 1,
                 Err(e) => tracing::warn!(error = %e, "confirming a replica"),
             }
         }

@@ -16,7 +16,7 @@ use std::time::Instant;
 pub const FETCH_AHEAD: usize = 4;
 
 /// `[start, end)` cut into pieces of at most [`MAX_FETCH`] bytes: `(offset, len)`.
-fn pieces(start: u64, end: u64) -> impl Iterator<Item = (u64, u32)> {
+pub(crate) fn pieces(start: u64, end: u64) -> impl Iterator<Item = (u64, u32)> {
     let step = u64::from(MAX_FETCH);
     (start..end)
         .step_by(step as usize)
