@@ -60,6 +60,24 @@ async fn put_durable(c: &reqwest::Client, url: &str, data: Vec<u8>) -> BlobReply
     serde_json::from_str(&body).expect("reply")
 }
 
+/// Shard pushes the nodes at `urls` completed (`hearth_shard_pushes_total{outcome="done"}`).
+async fn pushes_done(c: &reqwest::Client, urls: &[String]) -> f64 {
+    let mut done = 0.0;
+    for u in urls {
+        let text = c
+            .get(format!("{u}/metrics"))
+            .send()
+            .await
+            .expect("metrics")
+            .text()
+            .await
+            .expect("text");
+        let m = hearth_services::metrics::exposition::Exposition::parse(&text).expect("parse");
+        done += m.sum("hearth_shard_pushes_total", &[("outcome", "done")]);
+    }
+    done
+}
+
 async fn status(c: &reqwest::Client, url: &str, hash: &str) -> Option<BlobStatus> {
     get(c, &format!("{url}/v1/blobs/{hash}/status")).await
 }
@@ -116,20 +134,10 @@ async fn blobs_spread_survive_a_lost_member_and_are_repaired_after_its_removal()
     }
     // The writers pushed the shards they placed on the others (`/hearth/shard/1` PUSH): each
     // holder left its new placement to the push, which arrived, was checked and confirmed.
-    let mut pushed = 0.0;
-    for u in &urls[..2] {
-        let text = c
-            .get(format!("{u}/metrics"))
-            .send()
-            .await
-            .expect("metrics")
-            .text()
-            .await
-            .expect("text");
-        let m = hearth_services::metrics::exposition::Exposition::parse(&text).expect("parse");
-        pushed += m.sum("hearth_shard_pushes_total", &[("outcome", "done")]);
-    }
-    assert!(pushed >= 1.0, "no shard was pushed");
+    assert!(
+        pushes_done(&c, &urls[..2]).await >= 1.0,
+        "no shard was pushed"
+    );
     for reply in &replies {
         // Surplus copies of the writer are released: one confirmed holder per shard, each on
         // a different member.
@@ -469,22 +477,6 @@ async fn a_member_unseen_past_the_grace_period_has_its_shards_rebuilt_and_gets_t
         assert_eq!((reply.k, reply.m), (2, 2));
         replies.push(reply);
     }
-    // The writers pushed the shards they placed on the others (`/hearth/shard/1` PUSH): each
-    // holder left its new placement to the push, which arrived, was checked and confirmed.
-    let mut pushed = 0.0;
-    for u in &urls[..2] {
-        let text = c
-            .get(format!("{u}/metrics"))
-            .send()
-            .await
-            .expect("metrics")
-            .text()
-            .await
-            .expect("text");
-        let m = hearth_services::metrics::exposition::Exposition::parse(&text).expect("parse");
-        pushed += m.sum("hearth_shard_pushes_total", &[("outcome", "done")]);
-    }
-    assert!(pushed >= 1.0, "no shard was pushed");
     for reply in &replies {
         wait_for("one shard per member", CONVERGE, || async {
             let st = status(&c, &urls[0], &reply.hash).await?;
