@@ -338,6 +338,14 @@ impl SignedSnapshot {
     }
 }
 
+/// The `I-T` stem of a signed file's name (empty for any other name).
+fn stem_of(path: &Path) -> &str {
+    path.file_name()
+        .and_then(|n| n.to_str())
+        .and_then(|n| n.strip_suffix(SIGNED_SUFFIX))
+        .unwrap_or_default()
+}
+
 /// The directory `path` is in (`.` for a bare name).
 fn parent(path: &Path) -> &Path {
     path.parent()
@@ -367,12 +375,13 @@ pub fn list(dir: &Path) -> Result<Vec<(u64, PathBuf)>> {
     };
     let mut found = Vec::new();
     for entry in entries.flatten() {
-        let name = entry.file_name();
-        let Some(stem) = name.to_str().and_then(|n| n.strip_suffix(SIGNED_SUFFIX)) else {
-            continue;
-        };
-        if let Some(index) = stem.split('-').next().and_then(|i| i.parse::<u64>().ok()) {
-            found.push((index, entry.path()));
+        let path = entry.path();
+        let index = stem_of(&path)
+            .split('-')
+            .next()
+            .and_then(|i| i.parse::<u64>().ok());
+        if let Some(index) = index {
+            found.push((index, path)); // other names have an empty stem: no index
         }
     }
     found.sort();
@@ -416,15 +425,9 @@ pub fn archive(
     crate::fsutil::write_durably(&signed_path, &json).map_err(io(&signed_path))?;
     let all = list(dir)?;
     for (_, old) in all.iter().take(all.len().saturating_sub(KEEP)) {
-        let old_stream = old.with_file_name(
-            old.file_name()
-                .and_then(|n| n.to_str())
-                .and_then(|n| n.strip_suffix(SIGNED_SUFFIX))
-                .map(|s| format!("{s}{STREAM_SUFFIX}"))
-                .unwrap_or_default(),
-        );
         // The signed file first: a stream without one is never used.
         std::fs::remove_file(old).map_err(io(old))?;
+        let old_stream = old.with_file_name(format!("{}{STREAM_SUFFIX}", stem_of(old)));
         if let Err(e) = std::fs::remove_file(&old_stream) {
             tracing::warn!(path = %old_stream.display(), error = %e, "could not remove an old archived snapshot");
         }

@@ -74,8 +74,8 @@ struct Incoming {
 pub struct Pushes {
     incoming: Mutex<HashMap<ShardKey, Incoming>>,
     pulling: Mutex<HashSet<ShardKey>>,
-    /// `(blob, shard, epoch)` → when this node first saw itself placed there.
-    seen: Mutex<HashMap<(ShardKey, u64), Instant>>,
+    /// `(blob, shard)` → the placement epoch naming this node, and when it first saw it.
+    seen: Mutex<HashMap<ShardKey, (u64, Instant)>>,
     /// `(blob, shard, holder, epoch)` the writer has pushed (or is pushing).
     pushed: Mutex<HashSet<(ShardKey, Vec<u8>, u64)>>,
 }
@@ -98,11 +98,14 @@ impl Pushes {
     /// as being pulled until the guard drops.
     pub fn begin_pull(&self, hash: [u8; 32], shard: u32, epoch: u64) -> Option<PullGuard<'_>> {
         let key = (hash, shard);
-        let first_seen = *self
-            .seen
-            .lock()
-            .entry((key, epoch))
-            .or_insert_with(Instant::now);
+        let first_seen = {
+            let mut seen = self.seen.lock();
+            let entry = seen.entry(key).or_insert((epoch, Instant::now()));
+            if entry.0 != epoch {
+                *entry = (epoch, Instant::now());
+            }
+            entry.1
+        };
         if first_seen.elapsed() < PULL_GRACE {
             return None;
         }
@@ -125,9 +128,7 @@ impl Pushes {
     /// Forgets when this node first saw itself placed as holder of a shard it now holds
     /// (confirmed), so the map stays as small as the work list.
     pub fn settled(&self, hash: &[u8; 32], shard: u32) {
-        self.seen
-            .lock()
-            .retain(|((h, s), _), _| !(h == hash && *s == shard));
+        self.seen.lock().remove(&(*hash, shard));
     }
 }
 
@@ -314,15 +315,15 @@ impl Node {
             let written =
                 tokio::task::spawn_blocking(move || receiver.write(&piece).map(|()| receiver))
                     .await;
+            let written = match written {
+                Ok(w) => w.map_err(|e| e.to_string()),
+                Err(e) => Err(e.to_string()),
+            };
             receiver = match written {
-                Ok(Ok(r)) => r,
-                Ok(Err(e)) => {
+                Ok(r) => r,
+                Err(why) => {
                     pushes.incoming.lock().remove(&key);
-                    return answer(push_status::FAILED, e.to_string());
-                }
-                Err(e) => {
-                    pushes.incoming.lock().remove(&key);
-                    return answer(push_status::FAILED, e.to_string());
+                    return answer(push_status::FAILED, why);
                 }
             };
             let mut incoming = pushes.incoming.lock();
