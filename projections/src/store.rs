@@ -14,6 +14,7 @@
 use std::cell::RefCell;
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
+use std::sync::mpsc::SyncSender;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use rocksdb::checkpoint::Checkpoint;
@@ -276,18 +277,85 @@ impl ProjectionStore {
     /// Applies `entries` (in log order, continuing from [`applied`](Self::applied)) in
     /// batches, as [`rebuild`](Self::rebuild) does, and flushes: how a snapshot's state is
     /// brought forward by the log after it.
+    ///
+    /// Pipelined over two threads: while this one folds a batch, a writer thread writes the
+    /// previous one to RocksDB; the fold reads that batch's writes from memory until they are
+    /// written. Each batch is still one `WriteBatch` holding its `applied` id, so the store is
+    /// as consistent as after [`apply_batch`](Self::apply_batch) at every point. On error the
+    /// batches written so far stay applied.
     pub fn apply_all(&self, entries: impl IntoIterator<Item = CommittedEntry>) -> Result<()> {
+        let mut guard = self.lock();
+        let cfs = self.table_cfs()?;
+        let (written, folded) = std::thread::scope(|s| {
+            // Capacity 0: a send returns when the writer takes the batch, that is once it has
+            // written the one before, so at most one folded batch is not yet in RocksDB.
+            let (tx, rx) = std::sync::mpsc::sync_channel::<(Arc<Overlay>, Cursor)>(0);
+            let start = *guard;
+            let writer = s.spawn(move || {
+                let mut written = start;
+                for (overlay, cursor) in rx {
+                    if let Err(e) = self.write_overlay(&overlay, cursor) {
+                        return (written, Err(e));
+                    }
+                    written = cursor;
+                }
+                (written, Ok(()))
+            });
+            let folded = self.fold_all(&cfs, start, entries, &tx);
+            drop(tx);
+            let (written, wrote) = writer.join().unwrap_or_else(|_| {
+                (
+                    start,
+                    Err(self.corrupt("the projection writer thread panicked")),
+                )
+            });
+            (written, wrote.and(folded))
+        });
+        *guard = written;
+        folded?;
+        self.flush_all()
+    }
+
+    /// The folding half of [`apply_all`](Self::apply_all): batches of `entries` from `cursor`,
+    /// each handed to the writer through `tx` once folded.
+    fn fold_all(
+        &self,
+        cfs: &[&ColumnFamily],
+        mut cursor: Cursor,
+        entries: impl IntoIterator<Item = CommittedEntry>,
+        tx: &SyncSender<(Arc<Overlay>, Cursor)>,
+    ) -> Result<()> {
+        let rocks = RocksBase {
+            db: &self.db,
+            cfs,
+            error: RefCell::new(None),
+        };
+        let mut unwritten: Option<Arc<Overlay>> = None;
+        let mut entries = entries.into_iter();
         let mut chunk = Vec::with_capacity(REBUILD_BATCH);
-        for entry in entries {
-            chunk.push(entry);
-            if chunk.len() == REBUILD_BATCH {
-                self.apply_batch(&chunk)?;
-                chunk.clear();
+        loop {
+            chunk.clear();
+            chunk.extend(entries.by_ref().take(REBUILD_BATCH));
+            if chunk.is_empty() {
+                return Ok(());
             }
+            let base = Layered {
+                top: unwritten.as_deref(),
+                base: &rocks,
+            };
+            let mut next = cursor;
+            let overlay = self.fold_batch(&mut next, &chunk, &base, &rocks, |_| ())?;
+            if next == cursor {
+                continue;
+            }
+            let overlay = Arc::new(overlay);
+            if tx.send((Arc::clone(&overlay), next)).is_err() {
+                // The writer failed; it reports why.
+                return Ok(());
+            }
+            unwritten = Some(overlay);
+            cursor = next;
         }
-        self.apply_batch(&chunk)?;
-        self.flush()?;
-        Ok(())
     }
 
     /// Applies committed entries in log order; returns one [`Outcome`] per entry.
@@ -306,25 +374,48 @@ impl ProjectionStore {
         let mut guard = self.lock();
         let mut cursor = *guard;
         let cfs = self.table_cfs()?;
-        let base = RocksBase {
+        let rocks = RocksBase {
             db: &self.db,
             cfs: &cfs,
             error: RefCell::new(None),
         };
-        let mut overlay = Overlay::new(Tables::new(self.projections.len()));
         let mut outcomes = Vec::with_capacity(entries.len());
-        for entry in entries {
-            let outcome =
-                engine::apply_entry(&self.projections, &mut cursor, entry, &base, &mut overlay)
-                    .map_err(|e| self.engine_error(e));
-            if let Some(e) = base.error.borrow_mut().take() {
-                return Err(db_error(&self.path, "read")(e));
-            }
-            outcomes.push(outcome?);
-        }
+        let overlay = self.fold_batch(&mut cursor, entries, &rocks, &rocks, |outcome| {
+            outcomes.push(outcome)
+        })?;
         if cursor == *guard {
             return Ok(outcomes);
         }
+        self.write_overlay(&overlay, cursor)?;
+        *guard = cursor;
+        Ok(outcomes)
+    }
+
+    /// Folds `entries` from `cursor` (advanced) over `base`, whose reads end in `rocks`;
+    /// returns the batch's writes and hands each entry's outcome to `outcome`.
+    fn fold_batch(
+        &self,
+        cursor: &mut Cursor,
+        entries: &[CommittedEntry],
+        base: &dyn Base,
+        rocks: &RocksBase<'_>,
+        mut outcome: impl FnMut(Outcome),
+    ) -> Result<Overlay> {
+        let mut overlay = Overlay::new(Tables::new(self.projections.len()));
+        for entry in entries {
+            let applied = engine::apply_entry(&self.projections, cursor, entry, base, &mut overlay)
+                .map_err(|e| self.engine_error(e));
+            if let Some(e) = rocks.error.borrow_mut().take() {
+                return Err(db_error(&self.path, "read")(e));
+            }
+            outcome(applied?);
+        }
+        Ok(overlay)
+    }
+
+    /// Writes a batch's `overlay` and the `cursor` after it as one `WriteBatch`.
+    fn write_overlay(&self, overlay: &Overlay, cursor: Cursor) -> Result<()> {
+        let cfs = self.table_cfs()?;
         let mut batch = WriteBatch::default();
         for (cf, writes) in cfs.iter().zip(&overlay.tables) {
             for (key, value) in writes {
@@ -341,9 +432,7 @@ impl ProjectionStore {
         batch.put_cf(meta, META_LOG_TIME, cursor.log_time_ms.to_le_bytes());
         self.db
             .write_opt(batch, &unlogged())
-            .map_err(db_error(&self.path, "write"))?;
-        *guard = cursor;
-        Ok(outcomes)
+            .map_err(db_error(&self.path, "write"))
     }
 
     /// Last applied `(index, term)`; `None` before the first entry. Not necessarily durable:
@@ -676,6 +765,22 @@ impl Base for RocksBase<'_> {
                 self.error.borrow_mut().get_or_insert(e);
                 None
             }
+        }
+    }
+}
+
+/// A batch folded but not yet written, over the committed state: how the fold of the next batch
+/// sees it while [`ProjectionStore::apply_all`]'s writer writes it.
+struct Layered<'a> {
+    top: Option<&'a Overlay>,
+    base: &'a dyn Base,
+}
+
+impl Base for Layered<'_> {
+    fn get(&self, table: usize, key: &[u8]) -> Option<Vec<u8>> {
+        match self.top.and_then(|top| top.tables.get(table)?.get(key)) {
+            Some(value) => value.clone(),
+            None => self.base.get(table, key),
         }
     }
 }

@@ -2,11 +2,13 @@
 //! fresh projection store, up to a point ([`Until`]); [`rebuild_onto`] folds it into a signed
 //! snapshot's state from the entry after it.
 //!
-//! Two threads: a reader scans the log and maps each record to the runtime's
+//! Three threads: a reader scans the log and maps each record to the runtime's
 //! [`CommittedEntry`] exactly as the raft state machine does
 //! ([`hearth_raft::committed_entry_of_record`]: normal, batch, blank, membership, redacted),
-//! handing chunks over a small bounded queue; the caller's thread applies them with
-//! [`ProjectionStore::rebuild`]. Memory: a few chunks of entries plus RocksDB's memtables.
+//! handing chunks over a small bounded queue; the caller's thread folds them with
+//! [`ProjectionStore::rebuild`] / [`ProjectionStore::apply_all`], whose writer thread writes
+//! each folded batch while the next one is folded. Memory: a few chunks of entries, two
+//! batches' writes, plus RocksDB's memtables.
 //!
 //! Not here: where the rebuilt store goes afterwards (the audit compares and drops it, replay
 //! keeps it) and checking the chain (the caller picks the [`Verification`] level).
