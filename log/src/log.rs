@@ -300,7 +300,34 @@ impl Log {
                 (e, h)
             })
             .collect();
-        self.submit(Op::Append(hashed)).await.map(|_| ())
+        self.submit(Op::Append(hashed, None)).await.map(|_| ())
+    }
+
+    /// [`append`](Self::append) and [`write_meta`](Self::write_meta) as **one** request: the
+    /// entries and then the metadata record go into the same batch, so they cost one write and
+    /// one `fdatasync` and become durable together (two separate calls made at once may be
+    /// taken apart by the writer and pay for two). Resolves once both are durable.
+    pub async fn append_with_meta(&self, entries: Vec<Entry>, meta: Bytes) -> Result<()> {
+        if meta.len() > MAX_META_LEN {
+            return Err(LogError::TooLarge {
+                what: "metadata",
+                size: meta.len() as u64,
+                limit: MAX_META_LEN as u64,
+            });
+        }
+        if entries.is_empty() {
+            return self.write_meta(meta).await;
+        }
+        let hashed = entries
+            .into_iter()
+            .map(|e| {
+                let h = e.redacted_from.unwrap_or_else(|| payload_hash(&e.payload));
+                (e, h)
+            })
+            .collect();
+        self.submit(Op::Append(hashed, Some(meta)))
+            .await
+            .map(|_| ())
     }
 
     /// Appends payloads at the next indexes (assigned by the writer, so concurrent callers

@@ -37,7 +37,8 @@ use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit};
 #[derive(Debug)]
 pub(crate) enum Op {
     /// Entries with their payload hashes (computed by the caller, off the writer thread).
-    Append(Vec<(Entry, Hash)>),
+    /// Entries, then (when given) a metadata record in the same batch.
+    Append(Vec<(Entry, Hash)>, Option<Bytes>),
     /// Payloads to append at the next indexes with this term.
     AppendNext(Vec<(Bytes, Hash)>, u64),
     Meta(Bytes),
@@ -70,10 +71,12 @@ pub(crate) struct Request {
 /// Encoded size of a request's records.
 pub(crate) fn request_bytes(op: &Op) -> usize {
     match op {
-        Op::Append(es) => es
-            .iter()
-            .map(|(e, _)| RECORD_HEADER_LEN + e.payload.len())
-            .sum(),
+        Op::Append(es, meta) => {
+            es.iter()
+                .map(|(e, _)| RECORD_HEADER_LEN + e.payload.len())
+                .sum::<usize>()
+                + meta.as_ref().map_or(0, |m| RECORD_HEADER_LEN + m.len())
+        }
         Op::AppendNext(ps, _) => ps.iter().map(|(p, _)| RECORD_HEADER_LEN + p.len()).sum(),
         Op::Meta(m) => RECORD_HEADER_LEN + m.len(),
         _ => RECORD_HEADER_LEN + 32,
@@ -246,7 +249,7 @@ impl Writer {
 
     fn encode(&mut self, g: &mut Group, op: Op) -> Result<u64> {
         match op {
-            Op::Append(entries) => {
+            Op::Append(entries, meta) => {
                 let first = entries.first().map_or(0, |(e, _)| e.index);
                 if first.checked_add(entries.len() as u64).is_none() {
                     return Err(LogError::Invalid(format!(
@@ -277,6 +280,9 @@ impl Writer {
                     };
                     self.push_entry(g, e.index, e.term, &e.payload, h, flags);
                 }
+                if let Some(m) = meta {
+                    push_meta(g, &m);
+                }
                 Ok(first)
             }
             Op::AppendNext(payloads, term) => {
@@ -292,15 +298,7 @@ impl Writer {
                 Ok(first)
             }
             Op::Meta(m) => {
-                g.push(RawRecord {
-                    kind: RecordKind::Meta,
-                    flags: 0,
-                    index: 0,
-                    term: 0,
-                    payload_hash: [0; 32],
-                    chain: [0; 32],
-                    payload: &m,
-                });
+                push_meta(g, &m);
                 Ok(0)
             }
             Op::TruncateFrom(from) => self.encode_truncate(g, from),
@@ -723,4 +721,17 @@ impl Writer {
         }
         Ok(())
     }
+}
+
+/// Adds a metadata record to the group.
+fn push_meta(g: &mut Group, meta: &[u8]) {
+    g.push(RawRecord {
+        kind: RecordKind::Meta,
+        flags: 0,
+        index: 0,
+        term: 0,
+        payload_hash: [0; 32],
+        chain: [0; 32],
+        payload: meta,
+    });
 }

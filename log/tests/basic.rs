@@ -46,6 +46,36 @@ async fn append_read_reopen_real_fs() {
     log.close().await.unwrap();
 }
 
+/// Entries and a metadata record sent as one request share one batch and one fsync, and both
+/// survive a reopen.
+#[tokio::test]
+async fn append_with_meta_is_one_batch() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = Log::open(dir.path(), small_opts()).unwrap();
+    log.append(entries(1, 3, 1)).await.unwrap();
+    let before = log.stats();
+    log.append_with_meta(entries(4, 5, 1), Bytes::from_static(b"committed-3"))
+        .await
+        .unwrap();
+    let after = log.stats();
+    assert_eq!(after.batches - before.batches, 1);
+    assert_eq!(after.fsyncs - before.fsyncs, 1);
+    assert_eq!(after.entries - before.entries, 5);
+    assert_eq!(log.meta().as_deref(), Some(&b"committed-3"[..]));
+    let err = log
+        .append_with_meta(entries(9, 1, 1), Bytes::from(vec![0u8; (64 << 10) + 1]))
+        .await;
+    assert!(matches!(err, Err(LogError::TooLarge { .. })), "{err:?}");
+    let head = log.last().unwrap();
+    log.close().await.unwrap();
+
+    let log = Log::open(dir.path(), small_opts()).unwrap();
+    assert_eq!(log.last(), Some(head));
+    assert_eq!(head.index, 8);
+    assert_eq!(log.meta().as_deref(), Some(&b"committed-3"[..]));
+    log.close().await.unwrap();
+}
+
 #[tokio::test]
 async fn many_segments_truncate_purge() {
     let vfs = SimVfs::new();

@@ -16,11 +16,11 @@
 //! `fdatasync`), then completes each caller's [`LogFlushed`] callback.
 //!
 //! The committed log id is written without an fsync of its own: [`Op::Committed`] only marks
-//! the metadata record dirty, and the record is written together with (concurrently to) the
-//! next log write of any kind — both land in the same group commit of the log when they meet in
-//! its queue (usually, not always: two requests may be taken apart by the log's writer thread;
-//! one request carrying both would make it certain). Its content is independent of that write's order: the vote and purge point it
-//! carries are the ones already durable.
+//! the metadata record dirty, and the record is written with the next log write. An append
+//! carries it in the same request ([`Log::append_with_meta`]), so both are in one batch of the
+//! log: one write, one `fdatasync`. Other writes (truncate, purge) send it alongside, where it
+//! usually meets them in the log's queue. Its content is independent of that write's order:
+//! the vote and purge point it carries are the ones already durable.
 
 use crate::codec::encode_meta;
 use crate::error::{Result, StoreError};
@@ -244,6 +244,23 @@ impl StoreWriter {
         })
     }
 
+    /// Appends `entries` with a dirty metadata record in the same request, so in the same
+    /// batch of the log: one write and one `fdatasync` for both.
+    async fn append(&mut self, entries: Vec<hearth_log::Entry>) -> Result<()> {
+        let log = self.shared.log.clone();
+        let r = if self.dirty {
+            self.dirty = false;
+            log.append_with_meta(entries, encode_meta(&self.meta)).await
+        } else {
+            log.append(entries).await
+        };
+        r.map_err(|e| {
+            let e = StoreError::from(e);
+            self.fail(&e);
+            e
+        })
+    }
+
     /// Appends the batch, then completes its callbacks.
     async fn flush(&mut self, batch: &mut Batch) {
         if batch.flushed.is_empty() {
@@ -256,10 +273,7 @@ impl StoreWriter {
         } = std::mem::take(batch);
         let n = entries.len();
         let r = match self.check() {
-            Ok(()) => {
-                let log = self.shared.log.clone();
-                self.with_meta(log.append(entries)).await
-            }
+            Ok(()) => self.append(entries).await,
             Err(e) => Err(e),
         };
         {
