@@ -293,14 +293,9 @@ impl Log {
         if entries.is_empty() {
             return Ok(());
         }
-        let hashed = entries
-            .into_iter()
-            .map(|e| {
-                let h = e.redacted_from.unwrap_or_else(|| payload_hash(&e.payload));
-                (e, h)
-            })
-            .collect();
-        self.submit(Op::Append(hashed, None)).await.map(|_| ())
+        self.submit(Op::Append(with_hashes(entries), None))
+            .await
+            .map(|_| ())
     }
 
     /// [`append`](Self::append) and [`write_meta`](Self::write_meta) as **one** request: the
@@ -318,14 +313,7 @@ impl Log {
         if entries.is_empty() {
             return self.write_meta(meta).await;
         }
-        let hashed = entries
-            .into_iter()
-            .map(|e| {
-                let h = e.redacted_from.unwrap_or_else(|| payload_hash(&e.payload));
-                (e, h)
-            })
-            .collect();
-        self.submit(Op::Append(hashed, Some(meta)))
+        self.submit(Op::Append(with_hashes(entries), Some(meta)))
             .await
             .map(|_| ())
     }
@@ -545,4 +533,15 @@ impl Log {
             })
             .collect()
     }
+}
+
+/// Each entry with the payload hash its record carries (a redacted entry keeps its original's).
+fn with_hashes(entries: Vec<Entry>) -> Vec<(Entry, crate::Hash)> {
+    entries
+        .into_iter()
+        .map(|e| {
+            let h = e.redacted_from.unwrap_or_else(|| payload_hash(&e.payload));
+            (e, h)
+        })
+        .collect()
 }
