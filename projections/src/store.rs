@@ -36,6 +36,10 @@ use crate::projection::Projection;
 /// Entries per `WriteBatch` in [`ProjectionStore::rebuild`].
 const REBUILD_BATCH: usize = 1024;
 
+/// Memory for RocksDB's memtables across all column families, bytes; past it, the store
+/// flushes. (64 MiB made a rebuild stall on its flushes at a third of the speed.)
+const MEMTABLE_BUDGET: usize = 128 << 20;
+
 /// The projection runtime on RocksDB: folds committed log entries into every registered
 /// [`Projection`], exactly once across restarts.
 ///
@@ -812,6 +816,10 @@ fn db_options(path: &Path) -> Result<Options> {
     // Every flush persists all column families up to the same write: `applied` never gets
     // ahead of (or behind) the state it describes. Required because writes skip the WAL.
     opts.set_atomic_flush(true);
+    // One budget for the memtables of every column family, immutable ones awaiting their flush
+    // included: without it each family may hold two 64 MiB memtables, and a rebuild that
+    // writes faster than RocksDB flushes reached 530 MB resident on a 1 M-event audit.
+    opts.set_db_write_buffer_size(MEMTABLE_BUDGET);
     opts.set_keep_log_file_num(4);
     opts.set_max_log_file_size(8 << 20);
     // RocksDB's own flush on close is off so that `close_losing_unflushed` can skip it; `Drop`
