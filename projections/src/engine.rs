@@ -63,7 +63,8 @@ impl Overlay {
         }
     }
 
-    fn get(&self, base: &dyn Base, table: usize, key: &[u8]) -> Option<Vec<u8>> {
+    /// The batch's value of `key` in `table`, else `base`'s.
+    pub(crate) fn get(&self, base: &dyn Base, table: usize, key: &[u8]) -> Option<Vec<u8>> {
         match self.tables.get(table).and_then(|t| t.get(key)) {
             Some(value) => value.clone(),
             None => base.get(table, key),

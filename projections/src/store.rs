@@ -295,17 +295,18 @@ impl ProjectionStore {
             // written the one before, so at most one folded batch is not yet in RocksDB.
             let (tx, rx) = std::sync::mpsc::sync_channel::<(Arc<Overlay>, Cursor)>(0);
             let start = *guard;
+            let cfs = &cfs;
             let writer = s.spawn(move || {
                 let mut written = start;
                 for (overlay, cursor) in rx {
-                    if let Err(e) = self.write_overlay(&overlay, cursor) {
+                    if let Err(e) = self.write_overlay(cfs, &overlay, cursor) {
                         return (written, Err(e));
                     }
                     written = cursor;
                 }
                 (written, Ok(()))
             });
-            let folded = self.fold_all(&cfs, start, entries, &tx);
+            let folded = self.fold_all(cfs, start, entries, &tx);
             drop(tx);
             let (written, wrote) = writer.join().unwrap_or_else(|_| {
                 (
@@ -390,7 +391,7 @@ impl ProjectionStore {
         if cursor == *guard {
             return Ok(outcomes);
         }
-        self.write_overlay(&overlay, cursor)?;
+        self.write_overlay(&cfs, &overlay, cursor)?;
         *guard = cursor;
         Ok(outcomes)
     }
@@ -417,9 +418,14 @@ impl ProjectionStore {
         Ok(overlay)
     }
 
-    /// Writes a batch's `overlay` and the `cursor` after it as one `WriteBatch`.
-    fn write_overlay(&self, overlay: &Overlay, cursor: Cursor) -> Result<()> {
-        let cfs = self.table_cfs()?;
+    /// Writes a batch's `overlay` and the `cursor` after it as one `WriteBatch` (`cfs`: the
+    /// tables' column families, [`table_cfs`](Self::table_cfs)).
+    fn write_overlay(
+        &self,
+        cfs: &[&ColumnFamily],
+        overlay: &Overlay,
+        cursor: Cursor,
+    ) -> Result<()> {
         let mut batch = WriteBatch::default();
         for (cf, writes) in cfs.iter().zip(&overlay.tables) {
             for (key, value) in writes {
@@ -782,8 +788,8 @@ struct Layered<'a> {
 
 impl Base for Layered<'_> {
     fn get(&self, table: usize, key: &[u8]) -> Option<Vec<u8>> {
-        match self.top.and_then(|top| top.tables.get(table)?.get(key)) {
-            Some(value) => value.clone(),
+        match self.top {
+            Some(top) => top.get(self.base, table, key),
             None => self.base.get(table, key),
         }
     }

@@ -213,15 +213,20 @@ impl StoreWriter {
         }
     }
 
-    /// Writes the metadata record (clearing `dirty`), durably.
-    async fn write_meta(&mut self) -> Result<()> {
-        self.dirty = false;
-        let r = self.shared.log.write_meta(encode_meta(&self.meta)).await;
+    /// `r` as the store's result; a failed log write fails the store (see [`Self::fail`]).
+    fn failing(&mut self, r: hearth_log::Result<()>) -> Result<()> {
         r.map_err(|e| {
             let e = StoreError::from(e);
             self.fail(&e);
             e
         })
+    }
+
+    /// Writes the metadata record (clearing `dirty`), durably.
+    async fn write_meta(&mut self) -> Result<()> {
+        self.dirty = false;
+        let r = self.shared.log.write_meta(encode_meta(&self.meta)).await;
+        self.failing(r)
     }
 
     /// Runs `op` on the log, writing a dirty metadata record alongside it.
@@ -237,28 +242,19 @@ impl StoreWriter {
         } else {
             op.await
         };
-        r.map_err(|e| {
-            let e = StoreError::from(e);
-            self.fail(&e);
-            e
-        })
+        self.failing(r)
     }
 
     /// Appends `entries` with a dirty metadata record in the same request, so in the same
     /// batch of the log: one write and one `fdatasync` for both.
     async fn append(&mut self, entries: Vec<hearth_log::Entry>) -> Result<()> {
-        let log = self.shared.log.clone();
-        let r = if self.dirty {
-            self.dirty = false;
-            log.append_with_meta(entries, encode_meta(&self.meta)).await
-        } else {
-            log.append(entries).await
+        let meta = std::mem::take(&mut self.dirty).then(|| encode_meta(&self.meta));
+        let log = &self.shared.log;
+        let r = match meta {
+            Some(meta) => log.append_with_meta(entries, meta).await,
+            None => log.append(entries).await,
         };
-        r.map_err(|e| {
-            let e = StoreError::from(e);
-            self.fail(&e);
-            e
-        })
+        self.failing(r)
     }
 
     /// Appends the batch, then completes its callbacks.
